@@ -1,0 +1,416 @@
+"""The model contract: history in, scores out.
+
+Every model scores users from their interaction history (:class:`Histories`), so a known
+user, a brand-new user and an anonymous session are served by the same call. Subclasses
+implement ``_fit`` and ``_score``; the base class owns validation, recommendation (top-K
+with exclusions), item similarity, parameters (by introspection of ``__init__``) and
+saving/loading without pickle.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recstack.data import Histories, IdMap, Interactions, UnknownPolicy
+from recstack.data.idmap import as_id_array
+from recstack.errors import ConfigError, DataError, ModelFitError, NotFittedError, RecstackError
+from recstack.ranking import topk
+
+FORMAT_VERSION = 1
+#: rows scored at once: bounds memory to ~SCORE_BUDGET float32 scores per batch
+SCORE_BUDGET = 1 << 25
+
+
+def batch_rows(n_items: int, budget: int = SCORE_BUDGET) -> int:
+    """How many users to score at once so a batch holds about ``budget`` scores."""
+    return max(1, min(8192, budget // max(1, n_items)))
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-K lists for a batch of users (or query items, for :meth:`similar_items`).
+
+    Attributes
+    ----------
+    queries : (n,) object
+        External user IDs (``None`` for a history without a user), or query item IDs.
+    index : (n, k) int32
+        Internal item indices, best first; ``-1`` pads lists shorter than ``k``.
+    scores : (n, k) float32
+        Model scores (``-inf`` on padding).
+    items : IdMap
+        The item map the indices refer to.
+    known : (n,) bool
+        The query had a stored history (known user) or the item is in the catalog.
+    """
+
+    queries: np.ndarray
+    index: np.ndarray
+    scores: np.ndarray
+    items: IdMap
+    known: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        """External item IDs, shape (n, k) object (``None`` on padding)."""
+        return self.items.to_ids(self.index)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long table ``user, item, rank, score`` (rank from 1; padding left out)."""
+        n, k = self.index.shape
+        valid = (self.index >= 0).ravel()
+        return pd.DataFrame(
+            {
+                "user": np.repeat(self.queries, k)[valid],
+                "item": self.item_ids.ravel()[valid],
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n)[valid],
+                "score": self.scores.ravel()[valid],
+            }
+        )
+
+
+class Recommender:
+    """Base class of every model (see the module docstring for the contract).
+
+    Hyper-parameters are the constructor's keyword arguments, stored unchanged as
+    attributes of the same name and validated in :meth:`fit` (scikit-learn style).
+    Learned state lives in attributes ending with ``_``, set only by ``fit``/``load``.
+    """
+
+    #: registry name (``"popularity"``); set by each concrete model
+    name: ClassVar[str] = ""
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """Names of the constructor's parameters, in signature order."""
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {n: sig.parameters[n].default for n in cls.param_names()}
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyper-parameters, read from the attributes named like the constructor's args."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    @classmethod
+    def check_param_names(cls, names: Sequence[str]) -> None:
+        """Raise :class:`ConfigError` for a name that is not a parameter (with a suggestion)."""
+        known = cls.param_names()
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(name, known, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    f"{cls.__name__} has no parameter {name!r}{hint} "
+                    f"(parameters: {', '.join(known) or 'none'})"
+                )
+
+    def set_params(self, **params: Any) -> Self:
+        self.check_param_names(list(params))
+        for k, v in params.items():
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _validate_params(self) -> None:
+        """Check hyper-parameters; subclasses raise :class:`ConfigError` naming the bad one."""
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Interactions, valid: Interactions | None = None) -> Self:
+        """Learn from ``train`` (``valid``, same ID space, for early stopping). Returns self."""
+        self._validate_params()
+        if not isinstance(train, Interactions):
+            raise DataError(f"fit expects Interactions, got {type(train).__name__}")
+        if train.n_events == 0:
+            raise DataError("fit: the training data has no events")
+        if valid is not None and valid.items != train.items:
+            raise DataError("fit: valid and train use different item ID maps")
+        self.users_ = train.users
+        self.items_ = train.items
+        self.history_ = train.histories()
+        self._fit(train, valid)
+        self._check_finite()
+        return self
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        raise NotImplementedError
+
+    def _check_finite(self) -> None:
+        for key, arr in self._learned_arrays().items():
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ModelFitError(
+                    f"{type(self).__name__}: training produced non-finite values in {key!r}; "
+                    "lower the learning rate or raise the regularization"
+                )
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "items_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        return len(self.items_)
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, histories: Histories) -> np.ndarray:
+        """Scores of every catalog item for each history, shape (n, n_items) float32.
+
+        Higher is better; ``-inf`` marks items the model will never recommend.
+        """
+        self._check_fitted()
+        if histories.n_items != self.n_items:
+            raise DataError(
+                f"histories refer to {histories.n_items} items, the model knows {self.n_items}"
+            )
+        out = self._score(histories)
+        return np.asarray(out, dtype=np.float32)
+
+    def _score(self, histories: Histories) -> np.ndarray:
+        raise NotImplementedError
+
+    def user_histories(
+        self, users: Sequence[object] | np.ndarray, unknown: UnknownPolicy = "raise"
+    ) -> Histories:
+        """Stored training histories of external ``users``; an unknown user (with
+        ``unknown="warn"``/``"ignore"``) gets an empty history and ``users == -1``."""
+        self._check_fitted()
+        idx = self.users_.index(users, unknown=unknown)
+        h = self.history_
+        # one empty row appended at the end stands in for every unknown user
+        padded = Histories(np.append(h.indptr, h.indptr[-1]), h.items, h.values, h.times, h.n_items)
+        sel = padded.select(np.where(idx >= 0, idx, len(h)))
+        return Histories(sel.indptr, sel.items, sel.values, sel.times, sel.n_items, idx)
+
+    def recommend(
+        self,
+        users: Sequence[object] | np.ndarray | None = None,
+        *,
+        histories: Histories | Sequence[Sequence[object]] | None = None,
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: Sequence[object] | np.ndarray | None = None,
+        unknown: UnknownPolicy = "raise",
+    ) -> Recommendations:
+        """Top-``k`` items for known ``users`` (external IDs, scored from their stored
+        history) or for ``histories`` (a :class:`Histories`, or lists of external item IDs
+        of new users).
+
+        ``exclude_seen`` removes history items; ``items`` restricts the candidates to these
+        external item IDs. ``unknown`` is the policy for unknown user/item IDs; with
+        ``"warn"``/``"ignore"`` an unknown user is scored from an empty history.
+        """
+        self._check_fitted()
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k <= 0:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        if (users is None) == (histories is None):
+            raise ConfigError("recommend: give exactly one of users= or histories=")
+        if users is not None:
+            hist = self.user_histories(users, unknown=unknown)
+            queries = as_id_array(users)
+            known = np.asarray(hist.users) >= 0
+        else:
+            hist = (
+                histories
+                if isinstance(histories, Histories)
+                else Histories.from_ids(self.items_, histories, unknown=unknown)  # type: ignore[arg-type]
+            )
+            hu = hist.users if hist.users is not None else np.full(len(hist), -1, np.int32)
+            queries = self.users_.to_ids(hu)
+            known = hu >= 0
+        allowed = None
+        if items is not None:
+            allowed = np.zeros(self.n_items, dtype=bool)
+            cand = self.items_.index(items, unknown=unknown)
+            allowed[cand[cand >= 0]] = True
+        index, scores = self._rank(hist, k, exclude_seen, allowed)
+        return Recommendations(queries, index, scores, self.items_, known)
+
+    def _rank(
+        self, hist: Histories, k: int, exclude_seen: bool, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Score ``hist`` in memory-bounded batches and keep the top ``k`` of each row."""
+        step = batch_rows(self.n_items)
+        parts = []
+        for start in range(0, len(hist), step):
+            h = hist.select(slice(start, start + step))
+            exclude = h.to_csr() if exclude_seen else None
+            parts.append(topk(self.score(h), k, exclude=exclude, allowed=allowed))
+        if not parts:
+            return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    # ------------------------------------------------------------------ similar items
+    def item_vectors(self) -> np.ndarray | None:
+        """Item representation for :meth:`similar_items`, shape (n_items, d), or None."""
+        return None
+
+    def similar_items(
+        self, items: Sequence[object] | np.ndarray, k: int = 10, unknown: UnknownPolicy = "raise"
+    ) -> Recommendations:
+        """The ``k`` items most cosine-similar to each query item (the item itself excluded)."""
+        self._check_fitted()
+        vecs = self.item_vectors()
+        if vecs is None:
+            raise RecstackError(f"{type(self).__name__} has no item representation to compare")
+        idx = self.items_.index(items, unknown=unknown)
+        norm = np.linalg.norm(vecs, axis=1, keepdims=True)
+        unit = (vecs / np.where(norm > 0, norm, 1)).astype(np.float32)
+        q = np.maximum(idx, 0)
+        scores = unit[q] @ unit.T
+        self_mask = sp.csr_matrix(
+            (np.ones(len(q), np.float32), (np.arange(len(q)), q)), shape=scores.shape
+        )
+        index, top = topk(scores, k, exclude=self_mask)
+        index[idx < 0] = -1
+        return Recommendations(
+            self.items_.to_ids(idx), index, top, self.items_, idx >= 0
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        """Learned array state: every attribute ending with ``_`` that is an array
+        (sparse matrices as their CSR parts); maps and the history store are saved apart."""
+        out: dict[str, np.ndarray] = {}
+        for key, val in vars(self).items():
+            if not key.endswith("_") or key in ("users_", "items_", "history_"):
+                continue
+            if isinstance(val, np.ndarray):
+                out[key] = val
+            elif sp.issparse(val):
+                csr = sp.csr_matrix(val)
+                out[f"{key}:data"], out[f"{key}:indices"] = csr.data, csr.indices
+                out[f"{key}:indptr"] = csr.indptr
+                out[f"{key}:shape"] = np.asarray(csr.shape, dtype=np.int64)
+        return out
+
+    def _learned_scalars(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in vars(self).items()
+            if k.endswith("_") and isinstance(v, bool | int | float | str | type(None))
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Save to directory ``path``: ``config.json``, ``arrays.npz``, ``users.parquet``,
+        ``items.parquet``. No pickle anywhere: loading never executes code."""
+        from recstack import __version__
+
+        self._check_fitted()
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "format": FORMAT_VERSION,
+            "model": self.name,
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "state": self._learned_scalars(),
+            "recstack_version": __version__,
+            "n_users": len(self.users_),
+            "n_items": len(self.items_),
+            "users_sha256": self.users_.checksum(),
+            "items_sha256": self.items_.checksum(),
+        }
+        try:
+            text = json.dumps(config, indent=2)
+        except TypeError as exc:
+            raise ConfigError(f"{type(self).__name__}: parameters must be JSON values ({exc})")
+        h = self.history_
+        arrays = {
+            **self._learned_arrays(),
+            "history:indptr": h.indptr,
+            "history:items": h.items,
+            "history:values": h.values,
+            "history:times": h.times,
+        }
+        np.savez(path / "arrays.npz", **arrays)
+        self.users_.to_frame().to_parquet(path / "users.parquet", index=False)
+        self.items_.to_frame().to_parquet(path / "items.parquet", index=False)
+        (path / "config.json").write_text(text)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load a model saved by :meth:`save`; the class comes from the registry by name."""
+        from recstack.models.registry import get_model_class
+
+        path = Path(path)
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise DataError(f"{path}: not a saved model directory (no config.json)")
+        try:
+            config = json.loads(cfg_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{cfg_file}: not valid JSON ({exc})") from exc
+        if config.get("format") != FORMAT_VERSION:
+            raise DataError(f"{cfg_file}: unsupported format {config.get('format')!r}")
+        klass = get_model_class(config["model"])
+        if cls is not Recommender and not issubclass(klass, cls):
+            raise DataError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
+        klass.check_param_names(list(config["params"]))
+        model = klass(**config["params"])
+        users = IdMap(pd.read_parquet(path / "users.parquet")["id"].to_numpy(), "user")
+        items = IdMap(pd.read_parquet(path / "items.parquet")["id"].to_numpy(), "item")
+        for kind, m in (("users", users), ("items", items)):
+            if m.checksum() != config[f"{kind}_sha256"]:
+                raise DataError(f"{path}: {kind}.parquet does not match its checksum")
+        with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        model.users_, model.items_ = users, items
+        model.history_ = Histories(
+            arrays.pop("history:indptr"),
+            arrays.pop("history:items"),
+            arrays.pop("history:values"),
+            arrays.pop("history:times"),
+            len(items),
+            np.arange(len(users), dtype=np.int32),
+        )
+        for key, val in config.get("state", {}).items():
+            setattr(model, key, val)
+        sparse_keys = {k.split(":")[0] for k in arrays if ":" in k}
+        for key in sparse_keys:
+            shape = tuple(int(x) for x in arrays.pop(f"{key}:shape"))
+            setattr(
+                model,
+                key,
+                sp.csr_matrix(
+                    (arrays.pop(f"{key}:data"), arrays.pop(f"{key}:indices"),
+                     arrays.pop(f"{key}:indptr")),
+                    shape=shape,
+                ),
+            )
+        for key, val in arrays.items():
+            setattr(model, key, val)
+        model._after_load()
+        return model
+
+    def _after_load(self) -> None:
+        """Rebuild derived state after :meth:`load` (e.g. move tensors to a device)."""

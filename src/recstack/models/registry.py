@@ -1,0 +1,50 @@
+"""Names of models for the CLI and config files, resolved lazily (a torch model's module is
+imported only when that model is asked for)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from recstack.errors import ConfigError
+
+if TYPE_CHECKING:
+    from recstack.models.base import Recommender
+
+#: name -> ("module:Class", one-line description)
+REGISTRY: dict[str, tuple[str, str]] = {
+    "popularity": (
+        "recstack.models.baselines:Popularity",
+        "most popular items (distinct users per item), optionally time-decayed",
+    ),
+    "random": ("recstack.models.baselines:Random", "uniformly random ranking (a floor)"),
+}
+
+
+def model_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name``; a clear error (with a suggestion) otherwise.
+
+    Only registered classes can be loaded, so a saved model's config cannot name
+    arbitrary code to import.
+    """
+    if name not in REGISTRY:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"unknown model {name!r}{hint} (known: {', '.join(REGISTRY)})"
+        )
+    module, cls = REGISTRY[name][0].split(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def create_model(name: str, **params: object) -> Recommender:
+    """Instantiate the model ``name`` with ``params`` (unknown parameter names are errors)."""
+    klass = get_model_class(name)
+    klass.check_param_names(list(params))
+    return klass(**params)
