@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RecstackError(Exception):
     """Base class of every error recstack raises on purpose."""
@@ -37,7 +39,7 @@ class MissingDependencyError(RecstackError, ImportError):
     """An optional dependency (an extra) is not installed."""
 
 
-def require(module: str, extra: str) -> object:
+def require(module: str, extra: str) -> Any:
     """Import ``module`` or raise an actionable error naming the extra that provides it."""
     import importlib
 

@@ -10,27 +10,54 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from recstack.errors import ConfigError, UnknownIdError
+from recstack.errors import ConfigError, DataError, UnknownIdError
 
 UnknownPolicy = Literal["raise", "warn", "ignore"]
 _POLICIES = ("raise", "warn", "ignore")
 
 
 def as_id_array(ids: object) -> np.ndarray:
-    """External IDs as an object array of str: ``196``, ``"196"``, ``196.0`` are one ID."""
+    """External IDs as an object array of str: ``196``, ``"196"``, ``196.0`` are one ID.
+
+    A scalar is one ID. Integral floats (a reader that parsed integer IDs as floats, a
+    column with missing values) become integer strings, element by element, so one
+    fractional ID does not turn ``196.0`` into ``"196.0"``.
+    """
     if isinstance(ids, pd.Series | pd.Index):
         arr = ids.to_numpy()
     elif isinstance(ids, np.ndarray):
         arr = ids
     elif isinstance(ids, str | bytes) or not isinstance(ids, Iterable):
         arr = np.array([ids], dtype=object)
-    else:
-        arr = np.asarray(list(ids))
+    else:  # object dtype: numpy would turn [196.0, "x"] into the strings "196.0", "x"
+        arr = np.asarray(list(ids), dtype=object)
     arr = arr.ravel()
-    # a reader that parsed integer IDs as floats must not turn 196 into "196.0"
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-        arr = arr.astype(np.int64)
+    if arr.dtype.kind == "f":
+        return _float_ids(arr)
+    if arr.dtype == object and pd.api.types.infer_dtype(arr, skipna=False) in _HAS_FLOATS:
+        # rare mixed tables: only float elements need the integral-float rule
+        is_float = np.array([isinstance(x, float | np.floating) for x in arr], dtype=bool)
+        out = _str_ids(arr)
+        out[is_float] = _float_ids(arr[is_float].astype(np.float64))
+        return out
+    return _str_ids(arr)
+
+
+#: ``pandas.api.types.infer_dtype`` kinds of object arrays that hold float elements
+_HAS_FLOATS = ("floating", "mixed-integer-float", "mixed")
+
+
+def _str_ids(arr: np.ndarray) -> np.ndarray:
     return pd.Series(arr, copy=False).astype(str).to_numpy(dtype=object)
+
+
+def _float_ids(arr: np.ndarray) -> np.ndarray:
+    """Float IDs as str; integral values (exactly representable in int64) without ``.0``."""
+    out = _str_ids(arr)
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(arr) & (arr == np.round(arr)) & (np.abs(arr) < 2.0**62)
+    out[integral] = _str_ids(arr[integral].astype(np.int64))
+    return out
 
 
 class IdMap:
@@ -38,7 +65,7 @@ class IdMap:
 
     External IDs are stored as strings, so IDs read from a CSV (integers), a RecBole atomic
     file (tokens) or an HTTP path all match. Build one with :meth:`from_ids` (order of first
-    appearance) or :meth:`from_unique`.
+    appearance) or the constructor (IDs that are already unique, in index order).
 
     Examples
     --------
@@ -55,9 +82,13 @@ class IdMap:
 
     def __init__(self, ids: object, name: str = "id") -> None:
         index = pd.Index(as_id_array(ids), dtype=object)
+        missing = pd.isna(index)
+        if missing.any():
+            pos = int(np.flatnonzero(missing)[0])
+            raise DataError(f"{name} map: the external ID at position {pos} is missing (NaN)")
         if not index.is_unique:
             dup = index[index.duplicated()][0]
-            raise ConfigError(f"{name} map: external ID {dup!r} appears more than once")
+            raise DataError(f"{name} map: external ID {dup!r} appears more than once")
         self._ids = index.to_numpy()
         self._ids.setflags(write=False)
         self._index = index
@@ -87,11 +118,12 @@ class IdMap:
         return f"IdMap({self.name}: {len(self)} ids [{head}{', ...' if len(self) > 3 else ''}])"
 
     def __contains__(self, ext: object) -> bool:
-        return str(ext) in self._index
+        """``ext`` (one ID, any kind: ``196``, ``"196"``, ``196.0``) is in the map."""
+        if not isinstance(ext, str | bytes) and isinstance(ext, Iterable):
+            return False  # a batch is not one ID
+        return bool(as_id_array(ext)[0] in self._index)
 
-    def index(
-        self, ids: object, unknown: UnknownPolicy = "raise"
-    ) -> np.ndarray:
+    def index(self, ids: object, unknown: UnknownPolicy = "raise") -> np.ndarray:
         """Internal indices of external ``ids``, shape (n,) int32.
 
         ``unknown`` says what an ID that is not in the map becomes: ``"raise"`` an
@@ -129,7 +161,7 @@ class IdMap:
 
     def checksum(self) -> str:
         """SHA-256 of the IDs in order: a saved model checks that its data uses the same map."""
-        h = hashlib.sha256()
+        h = hashlib.sha256(f"{len(self)}\x1e".encode())  # the length tells [] from [""]
         for chunk in np.array_split(self._ids, max(1, len(self) // 100_000)):
             h.update("\x1f".join(chunk.tolist()).encode())
             h.update(b"\x1e")

@@ -84,9 +84,22 @@ class Histories:
         """The (n, n_items) float32 matrix; a repeated item keeps its last event's value."""
         return _last_value_csr(self.rows, self.items, self.values, (len(self), self.n_items))
 
-    def select(self, rows: np.ndarray | slice) -> Histories:
-        """The sub-batch of ``rows`` (indices or a slice), in that order."""
-        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
+    def select(self, rows: np.ndarray | Sequence[int] | slice) -> Histories:
+        """The sub-batch of ``rows`` (indices, a boolean mask or a slice), in that order."""
+        n = len(self)
+        if isinstance(rows, slice):
+            rows = np.arange(*rows.indices(n))
+        else:
+            rows = np.asarray(rows)
+            if rows.dtype == bool:
+                if rows.shape != (n,):
+                    raise IndexError(f"boolean mask of shape {rows.shape} for {n} histories")
+                rows = np.flatnonzero(rows)
+            else:
+                rows = rows.astype(np.int64)  # [] is float64
+                if rows.size and (rows.min() < -n or rows.max() >= n):
+                    raise IndexError(f"row index out of range for {n} histories")
+                rows = np.where(rows < 0, rows + n, rows)
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
         indptr = np.zeros(len(rows) + 1, dtype=np.int64)
@@ -109,28 +122,34 @@ class Histories:
         n_items: int,
         values: Sequence[Sequence[float]] | None = None,
     ) -> Histories:
-        """Histories from lists of internal item indices (in time order), one list per user."""
+        """Histories from lists of internal item indices (in time order), one list per user.
+
+        ``values`` (default 1.0) has one list per user, as long as its items. Event times
+        are positions in each list.
+        """
         lengths = np.array([len(x) for x in items], dtype=np.int64)
         indptr = np.zeros(len(items) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        flat = (
-            np.concatenate([np.asarray(x, dtype=np.int64) for x in items])
-            if len(items)
-            else np.zeros(0, dtype=np.int64)
-        )
+        flat = np.concatenate([np.zeros(0, np.int64), *(np.asarray(x).ravel() for x in items)])
+        kind = flat.dtype.kind
+        if kind not in "iu" and (kind != "f" or not np.all(flat == np.round(flat))):
+            raise DataError(f"history item indices must be integers, got {flat.dtype}")
         if flat.size and (flat.min() < 0 or flat.max() >= n_items):
             bad = flat[(flat < 0) | (flat >= n_items)][0]
             raise DataError(f"history item index {bad} is outside the catalog [0, {n_items})")
-        vals = (
-            np.ones(len(flat), dtype=np.float32)
-            if values is None
-            else np.concatenate([np.asarray(v, dtype=np.float32) for v in values])
-        )
-        if len(vals) != len(flat):
-            raise DataError(f"histories: {len(vals)} values for {len(flat)} items")
+        if values is None:
+            vals = np.ones(len(flat), dtype=np.float32)
+        else:
+            if len(values) != len(items) or any(
+                len(v) != n for v, n in zip(values, lengths.tolist(), strict=True)
+            ):
+                raise DataError("histories: values need one list per user, as long as its items")
+            vals = np.concatenate(
+                [np.zeros(0, np.float32), *(np.asarray(v, np.float32) for v in values)]
+            )
         times = (np.arange(len(flat)) - np.repeat(indptr[:-1], lengths)).astype(np.float64)
         users = np.full(len(items), -1, dtype=np.int32)
-        return cls(indptr, flat.astype(np.int32), vals, times, n_items, users)
+        return cls(indptr, flat.astype(np.int32), vals, times, int(n_items), users)
 
     @classmethod
     def from_ids(
@@ -188,8 +207,14 @@ class Interactions:
         time = np.asarray(time, dtype=np.float64)
         if not (len(user) == len(item) == len(value) == len(time)):
             raise DataError("user, item, value and time arrays differ in length")
+        for idx, idmap in ((user, users), (item, items)):
+            if len(idx) and (idx.min() < 0 or idx.max() >= len(idmap)):
+                raise DataError(
+                    f"{idmap.name} indices must lie in [0, {len(idmap)}), "
+                    f"got {idx.min()} .. {idx.max()}"
+                )
         if not presorted:
-            order = np.lexsort((time, user))  # stable: ties keep input order
+            order = _event_order(user, time)
             user, item, value, time = user[order], item[order], value[order], time[order]
         for arr in (user, item, value, time):
             arr.setflags(write=False)
@@ -234,29 +259,33 @@ class Interactions:
                 raise DataError(
                     f"{where}: no {role} column {col!r}; columns are {list(map(str, df.columns))}"
                 )
-        for col, role in ((rating_col, "rating"), (time_col, "timestamp")):
-            if col is not None and col not in df.columns and col not in (
-                Columns.VALUE,
-                Columns.TIME,
+        for opt, role in ((rating_col, "rating"), (time_col, "timestamp")):
+            # the canonical names are optional (implicit feedback, file order); others are not
+            if (
+                opt is not None
+                and opt not in df.columns
+                and opt not in (Columns.VALUE, Columns.TIME)
             ):
                 raise DataError(
-                    f"{where}: no {role} column {col!r}; columns are {list(map(str, df.columns))}"
+                    f"{where}: no {role} column {opt!r}; columns are {list(map(str, df.columns))}"
                 )
         if len(df) == 0:
             raise DataError(f"{where}: no events (the table is empty)")
+        ext_ids = {}
         for col in (user_col, item_col):
-            missing = df[col].isna().to_numpy()
+            ext = as_id_array(df[col])
+            missing = pd.isna(ext) | (ext == "")
             if missing.any():
                 row = int(np.flatnonzero(missing)[0]) + first_row
                 raise DataError(f"{where}: column {col!r} is empty at row {row}")
+            ext_ids[col] = ext
         value = _numeric(df, rating_col, where, first_row, "rating")
         time = _numeric(df, time_col, where, first_row, "timestamp")
         if value is None:
             value = np.ones(len(df), dtype=np.float32)
         if time is None:
             time = np.arange(len(df), dtype=np.float64)
-        user_ext = as_id_array(df[user_col])
-        item_ext = as_id_array(df[item_col])
+        user_ext, item_ext = ext_ids[user_col], ext_ids[item_col]
         users = _grow(users, user_ext, user_features, "user")
         items = _grow(items, item_ext, item_features, "item")
         return cls(
@@ -372,10 +401,14 @@ class Interactions:
         """Internal indices of users with at least one event, shape (m,) int32."""
         return np.flatnonzero(self.user_lengths > 0).astype(np.int32)
 
-    def histories(self, users: np.ndarray | None = None) -> Histories:
+    def histories(self, users: np.ndarray | Sequence[int] | None = None) -> Histories:
         """The time-ordered histories of internal ``users`` (default: all users)."""
         full = Histories(
-            self.indptr, self.item, self.value, self.time, self.n_items,
+            self.indptr,
+            self.item,
+            self.value,
+            self.time,
+            self.n_items,
             np.arange(self.n_users, dtype=np.int32),
         )
         return full if users is None else full.select(np.asarray(users, dtype=np.int64))
@@ -400,33 +433,57 @@ def _numeric(
         return None
     raw = df[col]
     if pd.api.types.is_datetime64_any_dtype(raw):
-        out = raw.astype("int64").to_numpy() / 1e9
-        bad = raw.isna().to_numpy()
+        if isinstance(raw.dtype, pd.DatetimeTZDtype):
+            raw = raw.dt.tz_convert(None)  # UTC wall time
+        stamps = raw.to_numpy(dtype="datetime64[ns]")  # any resolution (s, ms, us, ns)
+        out = (stamps - np.datetime64(0, "ns")) / np.timedelta64(1, "s")
+        bad = np.isnat(stamps)
     else:
         num = pd.to_numeric(raw, errors="coerce")
         out = num.to_numpy(dtype=np.float64, na_value=np.nan)
         bad = ~np.isfinite(out)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
+        value = raw.iloc[row]
+        shown = value.item() if isinstance(value, np.generic) else value  # inf, not np.float64(inf)
         raise DataError(
             f"{where}: column {col!r} ({role}) has a value that is not a finite number "
-            f"at row {row + first_row}: {raw.iloc[row]!r}"
+            f"at row {row + first_row}: {shown!r}"
         )
     return out
 
 
-def _grow(
-    idmap: IdMap | None, ext: np.ndarray, features: pd.DataFrame | None, kind: str
-) -> IdMap:
+def _grow(idmap: IdMap | None, ext: np.ndarray, features: pd.DataFrame | None, kind: str) -> IdMap:
     """The ID map covering ``ext`` and the feature table's IDs, extending ``idmap``."""
     ids: Any = ext if features is None else np.concatenate([ext, as_id_array(features.index)])
     return IdMap.from_ids(ids, kind) if idmap is None else idmap.extend(ids)
+
+
+def _event_order(user: np.ndarray, time: np.ndarray) -> np.ndarray:
+    """Stable sort order by (user, time): ties keep input order.
+
+    Whole-second times (the common case) are packed with the user into one int64 key, whose
+    stable argsort is about 3x faster than ``np.lexsort`` on tens of millions of events.
+    """
+    if len(time):
+        tmin, tmax = float(time.min()), float(time.max())
+        span = tmax - tmin + 1
+        if span * (int(user.max()) + 1) < 2**62 and np.array_equal(time, np.floor(time)):
+            key = user.astype(np.int64) * np.int64(span) + (time - tmin).astype(np.int64)
+            return np.argsort(key, kind="stable")
+    return np.lexsort((time, user))
 
 
 def _align_features(df: pd.DataFrame | None, idmap: IdMap, kind: str) -> pd.DataFrame | None:
     """Feature rows reindexed to the map's order (missing rows all-NaN), index = external ID."""
     if df is None:
         return None
+    if (
+        len(df) == len(idmap)
+        and df.index.dtype == object
+        and np.array_equal(df.index.to_numpy(), idmap.ids)
+    ):
+        return df  # already aligned (every select/concat/split passes features through)
     index = pd.Index(as_id_array(df.index), name=f"{kind}_id")
     if not index.is_unique:
         dup = index[index.duplicated()][0]

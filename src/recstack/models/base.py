@@ -92,6 +92,9 @@ class Recommender:
 
     #: registry name (``"popularity"``); set by each concrete model
     name: ClassVar[str] = ""
+    #: what ``recstack tune`` searches: ``{param: ("int"|"float", low, high[, "log"])}`` or
+    #: ``{param: ("categorical", [choices])}`` (see :mod:`recstack.evaluation.tune`)
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     # ------------------------------------------------------------------ parameters
     @classmethod
@@ -149,15 +152,32 @@ class Recommender:
             raise DataError("fit: the training data has no events")
         if valid is not None and valid.items != train.items:
             raise DataError("fit: valid and train use different item ID maps")
-        self.users_ = train.users
-        self.items_ = train.items
-        self.history_ = train.histories()
-        self._fit(train, valid)
-        self._check_finite()
+        self._clear_state()  # a refit starts fresh: no learned attribute of a former fit
+        try:
+            self.users_ = train.users
+            self.items_ = train.items
+            self.history_ = train.histories()
+            # the catalog's metadata travels with the model (titles for display, text for
+            # content models and explanations)
+            self.item_features_ = train.item_features
+            self._fit(train, valid)
+            self._check_finite()
+        except BaseException:
+            self._clear_state()  # never leave a half-fitted model that looks fitted
+            raise
         return self
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         raise NotImplementedError
+
+    def _learned_keys(self) -> list[str]:
+        """Names of learned attributes: public, ending with ``_`` (``_private`` names are
+        derived state, rebuilt by :meth:`_after_load`)."""
+        return [k for k in vars(self) if k.endswith("_") and not k.startswith("_")]
+
+    def _clear_state(self) -> None:
+        for key in self._learned_keys():
+            delattr(self, key)
 
     def _check_finite(self) -> None:
         for key, arr in self._learned_arrays().items():
@@ -191,8 +211,18 @@ class Recommender:
             raise DataError(
                 f"histories refer to {histories.n_items} items, the model knows {self.n_items}"
             )
-        out = self._score(histories)
-        return np.asarray(out, dtype=np.float32)
+        out = np.asarray(self._score(histories), dtype=np.float32)
+        if out.shape != (len(histories), self.n_items):
+            raise RecstackError(
+                f"{type(self).__name__}._score returned shape {out.shape}, "
+                f"expected {(len(histories), self.n_items)}"
+            )
+        # callers (top-K) overwrite scores in place: never hand out learned state itself
+        if not out.flags.writeable or any(
+            np.may_share_memory(out, a) for a in self._learned_arrays().values()
+        ):
+            out = out.copy()
+        return out
 
     def _score(self, histories: Histories) -> np.ndarray:
         raise NotImplementedError
@@ -204,10 +234,13 @@ class Recommender:
         ``unknown="warn"``/``"ignore"``) gets an empty history and ``users == -1``."""
         self._check_fitted()
         idx = self.users_.index(users, unknown=unknown)
-        h = self.history_
-        # one empty row appended at the end stands in for every unknown user
-        padded = Histories(np.append(h.indptr, h.indptr[-1]), h.items, h.values, h.times, h.n_items)
-        sel = padded.select(np.where(idx >= 0, idx, len(h)))
+        sel = self.history_.select(np.maximum(idx, 0))
+        known = idx >= 0
+        if not known.all():  # unknown users: empty rows
+            keep = np.repeat(known, sel.lengths)
+            indptr = np.zeros(len(idx) + 1, dtype=np.int64)
+            np.cumsum(np.where(known, sel.lengths, 0), out=indptr[1:])
+            sel = Histories(indptr, sel.items[keep], sel.values[keep], sel.times[keep], sel.n_items)
         return Histories(sel.indptr, sel.items, sel.values, sel.times, sel.n_items, idx)
 
     def recommend(
@@ -281,50 +314,95 @@ class Recommender:
         vecs = self.item_vectors()
         if vecs is None:
             raise RecstackError(f"{type(self).__name__} has no item representation to compare")
-        idx = self.items_.index(items, unknown=unknown)
+        queries = as_id_array(items)
+        idx = self.items_.index(queries, unknown=unknown)
+        vecs = np.asarray(vecs, dtype=np.float32)
         norm = np.linalg.norm(vecs, axis=1, keepdims=True)
-        unit = (vecs / np.where(norm > 0, norm, 1)).astype(np.float32)
+        unit = vecs / np.where(norm > 0, norm, 1)
         q = np.maximum(idx, 0)
-        scores = unit[q] @ unit.T
+        scores = unit[q] @ unit.T  # (n_queries, n_items) cosine
         self_mask = sp.csr_matrix(
             (np.ones(len(q), np.float32), (np.arange(len(q)), q)), shape=scores.shape
         )
         index, top = topk(scores, k, exclude=self_mask)
-        index[idx < 0] = -1
-        return Recommendations(
-            self.items_.to_ids(idx), index, top, self.items_, idx >= 0
-        )
+        index[idx < 0], top[idx < 0] = -1, -np.inf  # an unknown query item gets no list
+        return Recommendations(queries, index, top, self.items_, idx >= 0)
 
     # ------------------------------------------------------------------ persistence
     def _learned_arrays(self) -> dict[str, np.ndarray]:
-        """Learned array state: every attribute ending with ``_`` that is an array
-        (sparse matrices as their CSR parts); maps and the history store are saved apart."""
+        """Learned array state, named as in :meth:`save`'s ``arrays.npz``: arrays as they are,
+        numpy scalars as ``key:scalar``, sparse matrices as their parts (``key:data``,
+        ``key:indices``, ``key:indptr``, ``key:shape``, ``key:class``; formats other than
+        CSR/CSC become CSR). The ID maps and the history store are saved apart."""
         out: dict[str, np.ndarray] = {}
-        for key, val in vars(self).items():
-            if not key.endswith("_") or key in ("users_", "items_", "history_"):
+        for key in self._learned_keys():
+            val: Any = getattr(self, key)
+            if key in _SAVED_APART:
                 continue
             if isinstance(val, np.ndarray):
                 out[key] = val
+            elif isinstance(val, np.generic):
+                out[f"{key}:scalar"] = np.asarray(val)
             elif sp.issparse(val):
-                csr = sp.csr_matrix(val)
-                out[f"{key}:data"], out[f"{key}:indices"] = csr.data, csr.indices
-                out[f"{key}:indptr"] = csr.indptr
-                out[f"{key}:shape"] = np.asarray(csr.shape, dtype=np.int64)
+                m: Any = getattr(self, key)  # (issparse narrows to a stub without .tocsr)
+                if type(m).__name__ not in _SPARSE:
+                    m = m.tocsr()  # COO, LIL, ...: CSR of the same kind (matrix or array)
+                out[f"{key}:data"], out[f"{key}:indices"] = m.data, m.indices
+                out[f"{key}:indptr"] = m.indptr
+                out[f"{key}:shape"] = np.asarray(m.shape, dtype=np.int64)
+                out[f"{key}:class"] = np.asarray(type(m).__name__)
         return out
 
     def _learned_scalars(self) -> dict[str, Any]:
+        """Learned state that is a JSON value (number, string, bool, None, list, dict)."""
         return {
-            k: v
-            for k, v in vars(self).items()
-            if k.endswith("_") and isinstance(v, bool | int | float | str | type(None))
+            k: getattr(self, k)
+            for k in self._learned_keys()
+            if k not in _SAVED_APART and _is_json(getattr(self, k))
         }
 
     def save(self, path: str | Path) -> Path:
         """Save to directory ``path``: ``config.json``, ``arrays.npz``, ``users.parquet``,
-        ``items.parquet``. No pickle anywhere: loading never executes code."""
+        ``items.parquet`` and, when the data had them, ``item_features.parquet``. No pickle
+        anywhere: loading never executes code.
+
+        Raises
+        ------
+        ConfigError
+            The class is not registered under its ``name`` (``load`` could not rebuild it),
+            a parameter is not a JSON value, or a learned attribute is neither an array, a
+            sparse matrix, a numpy scalar nor a JSON value.
+        """
         from recstack import __version__
+        from recstack.models.registry import get_model_class
 
         self._check_fitted()
+        try:
+            registered: type | None = get_model_class(self.name)
+        except ConfigError:
+            registered = None
+        if registered is not type(self):
+            raise ConfigError(
+                f"{type(self).__name__} is not registered as {self.name!r}, so load() could "
+                "not rebuild it; add it to recstack.models.registry.REGISTRY"
+            )
+        arrays = self._learned_arrays()
+        state = self._learned_scalars()
+        saved = {k.partition(":")[0] for k in arrays} | set(state) | set(_SAVED_APART)
+        for key in self._learned_keys():
+            if key not in saved:
+                raise ConfigError(
+                    f"{type(self).__name__}: cannot save learned attribute {key!r} of type "
+                    f"{type(getattr(self, key)).__name__}; keep learned state in arrays, sparse "
+                    "matrices or JSON values (derived state goes in a _private attribute "
+                    "rebuilt by _after_load)"
+                )
+        for key, arr in arrays.items():
+            if arr.dtype.hasobject:
+                raise ConfigError(
+                    f"{type(self).__name__}: learned array {key!r} has dtype object, which "
+                    "cannot be saved without pickle"
+                )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         config = {
@@ -332,7 +410,7 @@ class Recommender:
             "model": self.name,
             "class": type(self).__name__,
             "params": self.get_params(),
-            "state": self._learned_scalars(),
+            "state": state,
             "recstack_version": __version__,
             "n_users": len(self.users_),
             "n_items": len(self.items_),
@@ -342,19 +420,24 @@ class Recommender:
         try:
             text = json.dumps(config, indent=2)
         except TypeError as exc:
-            raise ConfigError(f"{type(self).__name__}: parameters must be JSON values ({exc})")
+            raise ConfigError(
+                f"{type(self).__name__}: parameters must be JSON values ({exc})"
+            ) from exc
         h = self.history_
-        arrays = {
-            **self._learned_arrays(),
-            "history:indptr": h.indptr,
-            "history:items": h.items,
-            "history:values": h.values,
-            "history:times": h.times,
-        }
-        np.savez(path / "arrays.npz", **arrays)
+        arrays.update(
+            {
+                "history:indptr": h.indptr,
+                "history:items": h.items,
+                "history:values": h.values,
+                "history:times": h.times,
+            }
+        )
+        np.savez(path / "arrays.npz", allow_pickle=False, **arrays)
         self.users_.to_frame().to_parquet(path / "users.parquet", index=False)
         self.items_.to_frame().to_parquet(path / "items.parquet", index=False)
-        (path / "config.json").write_text(text)
+        if self.item_features_ is not None:
+            self.item_features_.to_parquet(path / "item_features.parquet")
+        (path / "config.json").write_text(text)  # last: a directory with it is complete
         return path
 
     @classmethod
@@ -372,6 +455,11 @@ class Recommender:
             raise DataError(f"{cfg_file}: not valid JSON ({exc})") from exc
         if config.get("format") != FORMAT_VERSION:
             raise DataError(f"{cfg_file}: unsupported format {config.get('format')!r}")
+        missing = [
+            k for k in ("model", "params", "users_sha256", "items_sha256") if k not in config
+        ]
+        if missing:
+            raise DataError(f"{cfg_file}: no {missing[0]!r} entry")
         klass = get_model_class(config["model"])
         if cls is not Recommender and not issubclass(klass, cls):
             raise DataError(f"{path} holds a {klass.__name__}, not a {cls.__name__}")
@@ -393,24 +481,54 @@ class Recommender:
             len(items),
             np.arange(len(users), dtype=np.int32),
         )
+        features = path / "item_features.parquet"
+        model.item_features_ = pd.read_parquet(features) if features.is_file() else None
         for key, val in config.get("state", {}).items():
             setattr(model, key, val)
-        sparse_keys = {k.split(":")[0] for k in arrays if ":" in k}
-        for key in sparse_keys:
-            shape = tuple(int(x) for x in arrays.pop(f"{key}:shape"))
-            setattr(
-                model,
-                key,
-                sp.csr_matrix(
-                    (arrays.pop(f"{key}:data"), arrays.pop(f"{key}:indices"),
-                     arrays.pop(f"{key}:indptr")),
-                    shape=shape,
-                ),
-            )
-        for key, val in arrays.items():
-            setattr(model, key, val)
+        groups: dict[str, dict[str, np.ndarray]] = {}
+        for name, arr in arrays.items():
+            key, _, part = name.partition(":")
+            groups.setdefault(key, {})[part] = arr
+        for key, parts in groups.items():
+            setattr(model, key, _restore(path, key, parts))
         model._after_load()
         return model
 
     def _after_load(self) -> None:
         """Rebuild derived state after :meth:`load` (e.g. move tensors to a device)."""
+
+
+#: learned attributes that :meth:`Recommender.save` writes apart from ``arrays.npz``
+_SAVED_APART = ("users_", "items_", "history_", "item_features_")
+#: sparse classes saved as they are (by name: loading never imports what a file names)
+_SPARSE: dict[str, Any] = {
+    c.__name__: c for c in (sp.csr_matrix, sp.csc_matrix, sp.csr_array, sp.csc_array)
+}
+_SPARSE_PARTS = {"data", "indices", "indptr", "shape", "class"}
+
+
+def _is_json(val: object) -> bool:
+    """``val`` survives a JSON round trip unchanged (numpy scalars go to ``arrays.npz``)."""
+    if isinstance(val, np.generic):
+        return False
+    if val is None or isinstance(val, bool | int | float | str):
+        return True
+    if isinstance(val, list):
+        return all(_is_json(v) for v in val)
+    if isinstance(val, dict):
+        return all(isinstance(k, str) and _is_json(v) for k, v in val.items())
+    return False
+
+
+def _restore(path: Path, key: str, parts: dict[str, np.ndarray]) -> Any:
+    """A learned attribute from its ``arrays.npz`` entries (see ``_learned_arrays``)."""
+    if set(parts) == {""}:
+        return parts[""]
+    if set(parts) == {"scalar"}:
+        return parts["scalar"][()]
+    if set(parts) == _SPARSE_PARTS and str(parts["class"]) in _SPARSE:
+        shape = tuple(int(x) for x in parts["shape"])
+        return _SPARSE[str(parts["class"])](
+            (parts["data"], parts["indices"], parts["indptr"]), shape=shape
+        )
+    raise DataError(f"{path}/arrays.npz: unreadable entries for {key!r}: {sorted(parts)}")

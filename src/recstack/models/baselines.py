@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numbers
+from typing import Any, ClassVar
+
 import numpy as np
 
 from recstack.data import Histories, Interactions
@@ -17,36 +20,48 @@ class Popularity(Recommender):
     Parameters
     ----------
     half_life_days : float or None
-        With a value, an event ``d`` days older than the newest training event weighs
-        ``0.5 ** (d / half_life_days)``: recent popularity counts more (news, trends).
-        ``None`` counts every user once.
+        ``None`` counts every user of an item once. With a value, each user still counts
+        once, weighted ``0.5 ** (d / half_life_days)`` where ``d`` is how many days their
+        latest event with the item is older than the newest training event: recent
+        popularity counts more (news, trends). Times are the data's timestamps in seconds.
 
     Examples
     --------
-    >>> from recstack.data.synthetic import make_shop
-    >>> data = make_shop(n_users=50, n_items=20, seed=0)
-    >>> model = Popularity().fit(data)
-    >>> model.recommend(histories=[[]], k=3).index.shape
-    (1, 3)
+    >>> import pandas as pd
+    >>> from recstack.data import Interactions
+    >>> log = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": ["a", "b", "b", "c"]})
+    >>> model = Popularity().fit(Interactions.from_frame(log))
+    >>> model.recommend(histories=[[]], k=3).item_ids.tolist()
+    [['b', 'a', 'c']]
     """
 
     name = "popularity"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "half_life_days": ("categorical", [None, 7.0, 30.0, 90.0, 365.0])
+    }
 
     def __init__(self, half_life_days: float | None = None) -> None:
         self.half_life_days = half_life_days
 
     def _validate_params(self) -> None:
         h = self.half_life_days
-        if h is not None and (not isinstance(h, int | float) or isinstance(h, bool) or h <= 0):
+        if h is None:
+            return
+        if not isinstance(h, numbers.Real) or isinstance(h, bool) or not h > 0:  # NaN too
             raise ConfigError(f"half_life_days must be a positive number or None, got {h!r}")
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        counts: np.ndarray
         if self.half_life_days is None:
-            counts = train.item_user_counts.astype(np.float64)
+            counts = train.item_user_counts
         else:
-            age_days = (train.time.max() - train.time) / _DAY
+            # events are sorted by (user, time): a pair's last occurrence is its latest
+            pair = train.user.astype(np.int64) * train.n_items + train.item
+            _, first_reversed = np.unique(pair[::-1], return_index=True)
+            last = train.n_events - 1 - first_reversed
+            age_days = (train.time.max() - train.time[last]) / _DAY
             weight = 0.5 ** (age_days / float(self.half_life_days))
-            counts = np.bincount(train.item, weights=weight, minlength=train.n_items)
+            counts = np.bincount(train.item[last], weights=weight, minlength=train.n_items)
         self.item_scores_ = counts.astype(np.float32)
 
     def _score(self, histories: Histories) -> np.ndarray:

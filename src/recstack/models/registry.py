@@ -31,16 +31,14 @@ def get_model_class(name: str) -> type[Recommender]:
     Only registered classes can be loaded, so a saved model's config cannot name
     arbitrary code to import.
     """
-    if name not in REGISTRY:
+    if not isinstance(name, str) or name not in REGISTRY:
         import difflib
 
-        close = difflib.get_close_matches(name, list(REGISTRY), n=1)
+        close = difflib.get_close_matches(str(name), list(REGISTRY), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(
-            f"unknown model {name!r}{hint} (known: {', '.join(REGISTRY)})"
-        )
+        raise ConfigError(f"unknown model {name!r}{hint} (known: {', '.join(REGISTRY)})")
     module, cls = REGISTRY[name][0].split(":")
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)
 
 
 def create_model(name: str, **params: object) -> Recommender:

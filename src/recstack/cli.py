@@ -1,0 +1,619 @@
+"""The ``recstack`` command line: data info, split, train, evaluate, compare, recommend, quickstart.
+
+Every command has ``--help``, prints readable tables (rich) and can write JSON for machines.
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recstack.errors import RecstackError
+
+app = typer.Typer(
+    help="recstack: train, evaluate, compare and serve recommenders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect data sets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# piped output is not cut to 80 columns: tables there are read in files and CI logs
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="A directory of RecBole atomic files, a CSV/TSV/Parquet file, a known name "
+        "(movielens-100k, movielens-1m, ...), or a saved split directory.",
+        show_default=False,
+    ),
+]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Model hyper-parameter as key=value (repeatable)."),
+]
+KOpt = Annotated[str, typer.Option("--k", help="Cut-offs, comma separated, e.g. 10,20.")]
+
+
+class CliError(RecstackError):
+    """A bad command-line value (a parse error of an option)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _parse_value(text: str) -> Any:
+    """`--param` values: JSON numbers, booleans, null, lists; `true`/`none` any case; else text."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["factors=64", "reg=0.1"]`` -> ``{"factors": 64, "reg": 0.1}``."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--param expects key=value, got {pair!r}")
+        params[key.strip()] = _parse_value(value)
+    return params
+
+
+def parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise CliError(f"--k expects comma-separated positive integers, got {text!r}") from None
+    if not ks or any(k <= 0 for k in ks):
+        raise CliError(f"--k expects positive integers, got {text!r}")
+    return tuple(sorted(set(ks)))
+
+
+def _load(spec: str) -> Any:
+    from recstack.data.readers import load_dataset
+
+    with err.status(f"reading {spec}"):
+        return load_dataset(spec)
+
+
+def _as_split(data: Any, method: str = "loo", **params: Any) -> Any:
+    """A saved split is used as is; a log is split (leave-last-out by default)."""
+    from recstack.data.splits import Split, split
+
+    return data if isinstance(data, Split) else split(data, method, **params)
+
+
+def _model(name: str, params: dict[str, Any]) -> Any:
+    from recstack.models.registry import create_model
+
+    return create_model(name, **params)
+
+
+#: metric families shown in tables, in order
+_SHOWN = ("ndcg", "hr", "recall", "precision", "map", "mrr", "coverage", "novelty", "ild")
+
+
+def _metrics_by_k(metrics: dict[str, float], ks: tuple[int, ...], title: str) -> Table:
+    """One model: a row per metric, a column per K (plus AUC/RMSE/MAE rows when present)."""
+    table = Table(title=title, header_style="bold")
+    table.add_column("metric")
+    for k in ks:
+        table.add_column(f"@{k}", justify="right")
+    for name in _SHOWN:
+        if f"{name}@{ks[0]}" in metrics:
+            table.add_row(name, *(f"{metrics.get(f'{name}@{k}', float('nan')):.4f}" for k in ks))
+    for name in ("auc", "rmse", "mae"):
+        if name in metrics:
+            table.add_row(name, f"{metrics[name]:.4f}", *([""] * (len(ks) - 1)))
+    return table
+
+
+def _models_table(
+    rows: dict[str, dict[str, float]], k: int, title: str, extra: dict[str, dict[str, str]]
+) -> Table:
+    """Several models: a row per model, headline metrics at cut-off ``k``."""
+    keys = [f"{m}@{k}" for m in ("ndcg", "hr", "recall", "mrr", "coverage", "novelty")] + ["auc"]
+    short = {"coverage": "cov", "novelty": "nov", "recall": "rec"}
+    extra_cols = list(next(iter(extra.values()), {}))
+    table = Table(title=title, header_style="bold")
+    table.add_column("model")
+    for key in keys + extra_cols:
+        name, _, cut = key.partition("@")
+        table.add_column(short.get(name, name) + (f"@{cut}" if cut else ""), justify="right")
+    best = max(rows, key=lambda n: rows[n].get(f"ndcg@{k}", float("-inf")))
+    for name, metrics in rows.items():
+        cells = [f"{metrics[key]:.3f}" if key in metrics else "-" for key in keys]
+        table.add_row(
+            name, *cells, *extra.get(name, {}).values(), style="bold" if name == best else None
+        )
+    return table
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _fit_evaluate(model: Any, split: Any, ks: tuple[int, ...]) -> tuple[Any, float]:
+    from recstack.evaluation import evaluate
+
+    t0 = time.perf_counter()
+    with err.status(f"fitting {model!r}"):
+        model.fit(split.train, split.valid)
+    fit_seconds = time.perf_counter() - t0
+    result = evaluate(model, split, ks=ks, progress=True)
+    return result, fit_seconds
+
+
+# ---------------------------------------------------------------------------- commands
+@app.command("models")
+def models_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the registered model names with a one-line description."""
+    from recstack.models.registry import REGISTRY
+
+    if as_json:
+        out.print_json(json.dumps({name: desc for name, (_, desc) in REGISTRY.items()}))
+        return
+    table = Table(header_style="bold")
+    table.add_column("name")
+    table.add_column("description")
+    for name, (_, desc) in REGISTRY.items():
+        table.add_row(name, desc)
+    out.print(table)
+
+
+@data_app.command("info")
+def data_info(
+    data: DataArg,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the summary here.")] = None,
+) -> None:
+    """Counts, density, time range and activity distribution of a data set."""
+    from recstack.data.splits import Split
+
+    loaded = _load(data)
+    parts = (
+        {"train": loaded.train, "valid": loaded.valid, "test": loaded.test}
+        if isinstance(loaded, Split)
+        else {"all": loaded}
+    )
+    summary = {name: _summary(part) for name, part in parts.items() if part is not None}
+    for name, s in summary.items():
+        table = Table(title=f"{data} [{name}]", show_header=False)
+        for key, value in s.items():
+            table.add_row(key, _fmt(value))
+        out.print(table)
+    if json_out:
+        _write_json(json_out, summary)
+
+
+def _summary(d: Any) -> dict[str, Any]:
+    per_user = d.user_lengths[d.user_lengths > 0]
+    per_item = np.bincount(d.item, minlength=d.n_items)
+    q = (0.0, 0.25, 0.5, 0.75, 1.0)
+    return {
+        "events": d.n_events,
+        "users": int((d.user_lengths > 0).sum()),
+        "items": int((per_item > 0).sum()),
+        "catalog items": d.n_items,
+        "density": d.density,
+        "rating range": [float(d.value.min()), float(d.value.max())],
+        "time range": [
+            time.strftime("%Y-%m-%d", time.gmtime(d.time.min())),
+            time.strftime("%Y-%m-%d", time.gmtime(d.time.max())),
+        ],
+        "events per user (min/25%/50%/75%/max)": [float(x) for x in np.quantile(per_user, q)],
+        "events per item (min/25%/50%/75%/max)": [
+            float(x) for x in np.quantile(per_item[per_item > 0], q)
+        ],
+        "item features": list(d.item_features.columns) if d.item_features is not None else [],
+        "user features": list(d.user_features.columns) if d.user_features is not None else [],
+    }
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4%}" if value < 1 else f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) if not isinstance(v, float) else f"{v:g}" for v in value)
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+@app.command("split")
+def split_cmd(
+    data: DataArg,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the split to.")],
+    method: Annotated[
+        str,
+        typer.Option("--method", help="loo | ratio | temporal | random | cold-items | cold-users"),
+    ] = "loo",
+    param: ParamOpt = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="atomic | csv | parquet (default: like the input)")
+    ] = "atomic",
+) -> None:
+    """Split a data set and save the parts (train/valid/test + feature files) to a directory."""
+    from recstack.data.split_io import save_split
+
+    loaded = _load(data)
+    parts = _as_split(loaded, method, **parse_params(param))
+    save_split(parts, out_dir, format=fmt)
+    table = Table(title=f"{method} split -> {out_dir}", header_style="bold")
+    for col in ("part", "events", "users"):
+        table.add_column(col, justify="right")
+    for name in ("train", "valid", "test"):
+        part = getattr(parts, name)
+        if part is not None:
+            table.add_row(name, f"{part.n_events:,}", f"{int((part.user_lengths > 0).sum()):,}")
+    out.print(table)
+
+
+@app.command("train")
+def train_cmd(
+    data: DataArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to save the model to.")],
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    full: Annotated[
+        bool, typer.Option("--full/--split", help="Train on all the data, or on the train part.")
+    ] = True,
+) -> None:
+    """Train a model and save it (a directory: config.json, arrays, ID maps; no pickle)."""
+    loaded = _load(data)
+    from recstack.data.splits import Split
+
+    if isinstance(loaded, Split):
+        train, valid = (
+            (loaded.test_history().concat(loaded.test), None)
+            if full
+            else (loaded.train, loaded.valid)
+        )
+    else:
+        train, valid = loaded, None
+    rec = _model(model, _params(param, params_file))
+    t0 = time.perf_counter()
+    with err.status(f"fitting {rec!r}"):
+        rec.fit(train, valid)
+    rec.save(out_dir)
+    out.print(f"trained {rec!r} in {time.perf_counter() - t0:.1f}s -> {out_dir}")
+
+
+ParamsFileOpt = Annotated[
+    Path | None,
+    typer.Option("--params-file", help="JSON object of parameters (as written by `tune`)."),
+]
+
+
+def _params(param: list[str] | None, params_file: Path | None) -> dict[str, Any]:
+    """Parameters from a JSON file, then ``--param`` pairs (which win)."""
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{params_file}: not valid JSON ({exc})") from None
+        if isinstance(loaded, dict) and isinstance(loaded.get("params"), dict):
+            loaded = loaded["params"]  # the file `tune --out` and `evaluate --json` write
+        if not isinstance(loaded, dict):
+            raise CliError(f"{params_file}: expected a JSON object of parameters")
+        params.update(loaded)
+    params.update(parse_params(param))
+    return params
+
+
+@app.command("tune")
+def tune_cmd(
+    data: DataArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    trials: Annotated[int, typer.Option("--trials", help="Number of fits.")] = 20,
+    metric: Annotated[str, typer.Option("--metric", help="Validation metric to maximize.")] = (
+        "ndcg@10"
+    ),
+    param: ParamOpt = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write the best parameters as JSON here.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampler seed.")] = 0,
+    method: Annotated[
+        str, typer.Option("--split", help="Split method when DATA is not a saved split.")
+    ] = "loo",
+) -> None:
+    """Search hyper-parameters on the validation split (optuna TPE); `--param` pins values.
+    The JSON written by `--out` is accepted by `evaluate --params-file`."""
+    from recstack.evaluation.tune import tune
+
+    if trials <= 0:
+        raise CliError(f"--trials must be a positive integer, got {trials}")
+    fixed = parse_params(param)
+    _model(model, fixed)  # validate the name and pinned parameters before loading data
+    split = _as_split(_load(data), method)
+
+    def show(number: int, value: float, params: dict[str, Any]) -> None:
+        err.print(f"trial {number + 1}/{trials}: {metric} {value:.4f}  {params}", highlight=False)
+
+    result = tune(model, split, trials=trials, metric=metric, fixed=fixed, seed=seed, callback=show)
+    table = Table(title=f"best {model}: valid {metric} {result.best_value:.4f}", show_header=False)
+    for key, value in result.best_params.items():
+        table.add_row(key, repr(value))
+    out.print(table)
+    if out_file is not None:
+        _write_json(
+            out_file,
+            {
+                "model": model,
+                "params": result.best_params,
+                "metric": metric,
+                "valid": result.best_value,
+            },
+        )
+        out.print(
+            f"parameters -> {out_file} (use: recstack evaluate DATA --model {model} "
+            f"--params-file {out_file})"
+        )
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: DataArg,
+    model: Annotated[str, typer.Option("--model", "-m", help="Registered model name.")],
+    param: ParamOpt = None,
+    params_file: ParamsFileOpt = None,
+    k: KOpt = "10,20",
+    method: Annotated[
+        str, typer.Option("--split", help="Split method when DATA is not a saved split.")
+    ] = "loo",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write metrics JSON.")] = None,
+    recs_out: Annotated[
+        Path | None, typer.Option("--recs", help="Write the top max(K) lists as CSV.")
+    ] = None,
+) -> None:
+    """Fit on train (valid for early stopping), rank the whole catalog for every test user
+    from their history (train + valid, excluded), and print the metrics."""
+    ks = parse_ks(k)
+    rec = _model(model, _params(param, params_file))
+    split = _as_split(_load(data), method)
+    result, fit_seconds = _fit_evaluate(rec, split, ks)
+    out.print(_metrics_by_k(result.metrics, ks, f"{model} on {data}"))
+    out.print(
+        f"{result.n_users:,} test users, {result.n_items:,} items; "
+        f"fit {fit_seconds:.2f}s, evaluation {result.eval_seconds:.2f}s"
+    )
+    if json_out:
+        _write_json(
+            json_out,
+            {
+                "model": model,
+                "params": rec.get_params(),
+                "metrics": result.metrics,
+                "fit_seconds": fit_seconds,
+                "eval_seconds": result.eval_seconds,
+                "n_users": result.n_users,
+                "n_items": result.n_items,
+            },
+        )
+    if recs_out:
+        recs_out.parent.mkdir(parents=True, exist_ok=True)
+        result.recs.to_frame().to_csv(recs_out, index=False)
+
+
+@app.command("compare")
+def compare_cmd(
+    data: DataArg,
+    models: Annotated[str, typer.Option("--models", help="Comma-separated model names.")],
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Directory for report.html + results.json.")
+    ] = None,
+    k: KOpt = "10,20",
+    method: Annotated[
+        str, typer.Option("--split", help="Split method when DATA is not a saved split.")
+    ] = "loo",
+) -> None:
+    """Evaluate several models on one split; print a table with paired significance tests,
+    and write a self-contained HTML report."""
+    ks = parse_ks(k)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    recs = {name: _model(name, {}) for name in names}  # validate names before any work
+    split = _as_split(_load(data), method)
+    _run_comparison(recs, split, ks, title=str(data), report=report)
+
+
+def _run_comparison(
+    recs: dict[str, Any], split: Any, ks: tuple[int, ...], title: str, report: Path | None
+) -> dict[str, Any]:
+    from recstack.evaluation.compare import compare_results
+
+    results, fit_seconds = {}, {}
+    for name, rec in recs.items():
+        results[name], fit_seconds[name] = _fit_evaluate(rec, split, ks)
+    metric = f"ndcg@{ks[0]}"
+    table = compare_results(results, metric=metric)
+    pvalues = table[f"p_{metric}"].astype(float).to_dict()
+    extra = {
+        name: {"fit s": f"{fit_seconds[name]:.1f}", "p": f"{pvalues[name]:.2g}"} for name in results
+    }
+    out.print(_models_table({n: r.metrics for n, r in results.items()}, ks[0], title, extra))
+    out.print(f"p: paired t-test of per-user {metric} against the best model (bold)")
+    if report is not None:
+        from recstack.evaluation.report import write_report
+
+        path = write_report(results, report, title=title, fit_seconds=fit_seconds, split=split)
+        out.print(f"report: {path}")
+    return results
+
+
+@app.command("recommend")
+def recommend_cmd(
+    model_dir: Annotated[Path, typer.Option("--model", "-m", help="A saved model directory.")],
+    user: Annotated[str | None, typer.Option("--user", help="A known user's ID.")] = None,
+    history: Annotated[
+        str | None, typer.Option("--history", help="A new user's item IDs, comma separated.")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="How many items.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recommend for a known user (from their stored history) or a new user's history."""
+    from recstack.models.base import Recommender
+
+    if (user is None) == (history is None):
+        raise CliError("give exactly one of --user or --history")
+    if k <= 0:
+        raise CliError(f"--k must be a positive integer, got {k}")
+    rec = Recommender.load(model_dir)
+    if user is not None:
+        result = rec.recommend([user], k=k)
+    else:
+        items = [x.strip() for x in (history or "").split(",") if x.strip()]
+        result = rec.recommend(histories=[items], k=k)
+    frame = result.to_frame()
+    rows = list(
+        zip(frame["item"].astype(str), frame["rank"].tolist(), frame["score"].tolist(), strict=True)
+    )
+    if as_json:
+        payload = [{"item": i, "rank": r, "score": s} for i, r, s in rows]
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    titles = _titles(rec)
+    table = Table(title=f"top {k} for " + (f"user {user}" if user else "the given history"))
+    for col in ("rank", "item", "score") + (("title",) if titles is not None else ()):
+        table.add_column(col)
+    for item, rank, score in rows:
+        extra = (titles.get(item, ""),) if titles is not None else ()
+        table.add_row(str(rank), item, f"{score:.4g}", *extra)
+    out.print(table)
+
+
+def _titles(model: Any) -> dict[str, str] | None:
+    """Item titles, when the model kept item features with a title-like column."""
+    feats = getattr(model, "item_features_", None)
+    if feats is None:
+        return None
+    for col in ("title", "movie_title", "name"):
+        if col in feats.columns:
+            return dict(zip(feats.index.astype(str), feats[col].astype(str), strict=True))
+    return None
+
+
+@app.command("quickstart")
+def quickstart_cmd(
+    data: Annotated[
+        str | None,
+        typer.Argument(help="Data set (default: MovieLens-100K, else built-in synthetic data)."),
+    ] = None,
+    report: Annotated[Path, typer.Option("--report", help="Report directory.")] = Path(
+        "recstack-quickstart"
+    ),
+) -> None:
+    """The main job in one command: load MovieLens-100K (cache, download, or offline the
+    built-in synthetic shop), split leave-last-out, train and compare several models, write
+    the HTML report, and show one user's history next to their recommendations."""
+    from recstack.models.registry import REGISTRY
+
+    loaded = _quickstart_data(data)
+    split = _as_split(loaded)
+    names = [n for n in QUICKSTART_MODELS if n in REGISTRY]
+    ks = (10, 20)
+    results = _run_comparison(
+        {n: _model(n, {}) for n in names}, split, ks, title=data or "quickstart", report=report
+    )
+    best = max(results, key=lambda n: results[n].metrics["ndcg@10"])
+    _show_user(best, results[best], split)
+
+
+#: the models quickstart compares, strongest last; names not registered yet are skipped
+QUICKSTART_MODELS = ("random", "popularity", "itemknn", "ease", "als", "bpr", "sasrec")
+
+
+def _quickstart_data(data: str | None) -> Any:
+    if data is not None:
+        return _load(data)
+    from recstack.data.readers import load_dataset
+    from recstack.data.synthetic import make_shop
+
+    try:
+        with err.status("loading MovieLens-100K"):
+            return load_dataset("movielens-100k")
+    except RecstackError as exc:
+        first_line = str(exc).splitlines()[0]
+        err.print(
+            f"[yellow]MovieLens-100K unavailable ({first_line}); "
+            "using the built-in synthetic shop data set[/yellow]"
+        )
+        return make_shop(n_users=2000, n_items=1000, seed=0)
+
+
+def _show_user(model_name: str, result: Any, split: Any) -> None:
+    """One test user's recent history beside the best model's recommendations."""
+    hist = split.test_history()
+    user = str(result.recs.queries[0])
+    uidx = int(hist.users.index([user])[0])
+    events = hist.item[hist.indptr[uidx] : hist.indptr[uidx + 1]][-10:][::-1]
+    feats = hist.item_features
+    title_col = next(
+        (c for c in ("title", "movie_title", "name") if feats is not None and c in feats.columns),
+        None,
+    )
+
+    def label(item_ids: Any) -> list[str]:
+        if title_col is None or feats is None:
+            return [str(i) for i in item_ids]
+        return [f"{i}: {feats[title_col].get(i, '')}" for i in item_ids]
+
+    recs = result.recs
+    rec_ids = [i for i in recs.item_ids[0] if i is not None]
+    test_items = set(split.test.items.ids[split.test.item[split.test.user == uidx]])
+    table = Table(
+        title=f"user {user}: recent history vs. {model_name}'s top 10", header_style="bold"
+    )
+    table.add_column("history (newest first)")
+    table.add_column("recommended (* = the held-out next item)")
+    left = label(hist.items.ids[events])
+    right = [
+        f"{'* ' if i in test_items else ''}{t}"
+        for i, t in zip(rec_ids, label(rec_ids), strict=True)
+    ]
+    for a, b in zip(left + [""] * (10 - len(left)), right[:10], strict=False):
+        table.add_row(a, b)
+    out.print(table)
+
+
+def main() -> None:
+    """Entry point: run the app, turning recstack's errors into one line on stderr."""
+    try:
+        app()
+    except (RecstackError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Hyper-parameter search on the validation split (optuna's TPE sampler).
+
+Each model declares its search space in the class attribute ``search_space``:
+``{"factors": ("int", 16, 256, "log"), "alpha": ("float", 0.1, 50.0, "log"),
+"weighting": ("categorical", ["none", "bm25"])}``. Trials fit on ``split.train`` and score
+validation users from train (``evaluate(..., on="valid")``); the test split is never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from recstack.data.splits import Split
+from recstack.errors import ConfigError, require
+from recstack.evaluation.evaluator import evaluate
+from recstack.models.registry import get_model_class
+
+#: a search-space entry: ("int"|"float", low, high[, "log"]) or ("categorical", [choices])
+Spec = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Best parameters found, their validation score, and every trial."""
+
+    model: str
+    metric: str
+    best_params: dict[str, Any]
+    best_value: float
+    trials: list[dict[str, Any]]
+
+
+def _suggest(trial: Any, name: str, spec: Spec) -> Any:
+    kind = spec[0]
+    if kind == "int":
+        return trial.suggest_int(name, int(spec[1]), int(spec[2]), log="log" in spec[3:])
+    if kind == "float":
+        return trial.suggest_float(name, float(spec[1]), float(spec[2]), log="log" in spec[3:])
+    if kind == "categorical":
+        return trial.suggest_categorical(name, list(spec[1]))
+    raise ConfigError(f"search space of {name!r}: unknown kind {kind!r}")
+
+
+def tune(
+    model: str,
+    split: Split,
+    *,
+    trials: int = 20,
+    metric: str = "ndcg@10",
+    fixed: Mapping[str, Any] | None = None,
+    space: Mapping[str, Spec] | None = None,
+    seed: int = 0,
+    callback: Callable[[int, float, dict[str, Any]], None] | None = None,
+) -> TuneResult:
+    """Search ``model``'s parameters, maximizing validation ``metric``.
+
+    Parameters
+    ----------
+    model : str
+        Registry name.
+    split : Split
+        Must have a validation part.
+    trials : int
+        Number of fits.
+    fixed : mapping, optional
+        Parameters held fixed (removed from the space).
+    space : mapping, optional
+        Overrides the model's ``search_space``.
+    callback : callable, optional
+        Called after each trial with ``(trial number, value, params)`` (progress display).
+    """
+    optuna = require("optuna", "tune")
+    klass = get_model_class(model)
+    fixed = dict(fixed or {})
+    klass.check_param_names(list(fixed))
+    space = dict(space if space is not None else getattr(klass, "search_space", {}))
+    klass.check_param_names(list(space))
+    for name in fixed:
+        space.pop(name, None)
+    if not space:
+        raise ConfigError(f"{model} has no parameters to tune (search space is empty)")
+    if split.valid is None or split.valid.n_events == 0:
+        raise ConfigError("tune needs a split with a validation part (e.g. leave-last-out)")
+    if trials <= 0:
+        raise ConfigError(f"trials must be a positive integer, got {trials}")
+
+    def objective(trial: Any) -> float:
+        params = {**fixed, **{n: _suggest(trial, n, s) for n, s in space.items()}}
+        rec = klass(**params).fit(split.train, split.valid)
+        result = evaluate(rec, split, on="valid", progress=False)
+        if metric not in result.metrics:
+            raise ConfigError(f"unknown metric {metric!r}; available: {', '.join(result.metrics)}")
+        value = float(result.metrics[metric])
+        if callback is not None:
+            callback(trial.number, value, params)
+        return value
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(objective, n_trials=trials)
+    return TuneResult(
+        model=model,
+        metric=metric,
+        best_params={**fixed, **study.best_params},
+        best_value=float(study.best_value),
+        trials=[{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
+    )
