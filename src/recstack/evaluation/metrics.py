@@ -303,10 +303,15 @@ def ild_prefixes(index: np.ndarray, item_vectors: Any, ks: list[int]) -> np.ndar
     else:
         sq_norms = np.einsum("ij,ij->i", unit, unit)
         padded = np.vstack([unit, np.zeros((1, dim))])
-        step = max(1, _ILD_CHUNK_VALUES // max(1, k_max * dim))
+        wanted = set(cols.tolist())
+        step = max(1, _ILD_CHUNK_VALUES // max(1, dim))
         for start in range(0, n, step):
-            prefix = np.cumsum(padded[pos[start : start + step]], axis=1)  # (rows, K, d)
-            sum_sq[start : start + len(prefix)] = np.einsum("ijk,ijk->ij", prefix, prefix)
+            rows = pos[start : start + step]
+            total = np.zeros((len(rows), dim))  # running sum of the first s + 1 vectors
+            for slot in range(k_max):
+                total += padded[rows[:, slot]]
+                if slot in wanted:
+                    sum_sq[start : start + len(rows), slot] = np.einsum("ij,ij->i", total, total)
     self_sq = np.cumsum(np.append(sq_norms, 0.0)[pos], axis=1)
     count = np.cumsum(valid, axis=1).astype(np.float64)
     pairs = count * (count - 1) / 2

@@ -18,6 +18,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
         "most popular items (distinct users per item), optionally time-decayed",
     ),
     "random": ("recstack.models.baselines:Random", "uniformly random ranking (a floor)"),
+    "biased-mf": ("recstack.models.biased_mf:BiasedMF", "biased MF for ratings (ALS or SGD)"),
 }
 
 
