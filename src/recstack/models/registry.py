@@ -18,6 +18,13 @@ REGISTRY: dict[str, tuple[str, str]] = {
         "most popular items (distinct users per item), optionally time-decayed",
     ),
     "random": ("recstack.models.baselines:Random", "uniformly random ranking (a floor)"),
+    "itemknn": ("recstack.models.knn:ItemKNN", "item-based k-NN: cosine/BM25 top-N similarity"),
+    "userknn": ("recstack.models.knn:UserKNN", "user-based k-NN over the stored training users"),
+    "ease": ("recstack.models.ease:EASE", "EASE closed-form item-item autoencoder (Steck 2019)"),
+    "puresvd": ("recstack.models.svd:PureSVD", "PureSVD: truncated randomized SVD, fold-in"),
+    "nmf": ("recstack.models.nmf:NMF", "non-negative matrix factorization, coordinate descent"),
+    "als": ("recstack.models.als:ALS", "implicit-feedback ALS (Hu et al. 2008), CG solver"),
+    "bpr": ("recstack.models.bpr:BPR", "BPR matrix factorization, multi-threaded SGD"),
     "biased-mf": ("recstack.models.biased_mf:BiasedMF", "biased MF for ratings (ALS or SGD)"),
 }
 
