@@ -19,7 +19,9 @@ from __future__ import annotations
 import argparse
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import numba
 import scipy.sparse as sp
@@ -31,13 +33,13 @@ from recstack.evaluation import evaluate
 from recstack.models.knn import ItemKNN, UserKNN
 
 THREADS = 2
-ITEM_GRID = {
+ITEM_GRID: dict[str, Sequence[Any]] = {
     "neighbors": [3, 5, 10, 20, 50, 100, 200],
     "alpha": [0.1, 0.2, 0.35, 0.5, 0.65, 0.8],
     "shrink": [0.0, 10.0],
     "weighting": ["none", "bm25", "tfidf"],
 }
-USER_GRID = {
+USER_GRID: dict[str, Sequence[Any]] = {
     "neighbors": [5, 10, 20, 50, 100],
     "alpha": [0.2, 0.35, 0.5, 0.65, 0.8],
     "shrink": [0.0, 10.0],
@@ -105,10 +107,7 @@ def speed_on(label: str, matrix: sp.csr_matrix, k: int, repeats: int) -> list[st
     for name, ours, make_peer in pairs:
         ours.build_similarity(matrix)  # compile (numba caches to disk) and warm up
         t_ours, t_peer = best_of(
-            [
-                lambda ours=ours: ours.build_similarity(matrix),
-                lambda mp=make_peer: mp().fit(matrix, show_progress=False),
-            ],
+            [partial(ours.build_similarity, matrix), partial(_fit_peer, make_peer, matrix)],
             repeats,
         )
         print(f"  {name}: recstack {t_ours:.3f} s, implicit {t_peer:.3f} s, "
@@ -117,6 +116,10 @@ def speed_on(label: str, matrix: sp.csr_matrix, k: int, repeats: int) -> list[st
             f"| {label} | {name} | {k} | {t_ours:.3f} | {t_peer:.3f} | {t_peer / t_ours:.2f}x |"
         )
     return rows
+
+
+def _fit_peer(make: Callable[[], Any], matrix: sp.csr_matrix) -> None:
+    make().fit(matrix, show_progress=False)
 
 
 def synthetic(n_users: int, n_items: int, n_events: int) -> sp.csr_matrix:
@@ -132,7 +135,7 @@ def fit_and_evaluate(split: Split, repeats: int) -> None:
     history = split.test_history()
     refit = Split(history, None, split.test)
     for model in (ItemKNN(), UserKNN()):
-        (t_fit,) = best_of([lambda m=model: m.fit(history)], repeats)
+        (t_fit,) = best_of([partial(model.fit, history)], repeats)
         t0 = time.perf_counter()
         ndcg = evaluate(model, refit, progress=False).metrics["ndcg@10"]
         t_eval = time.perf_counter() - t0
