@@ -19,6 +19,9 @@ import warnings
 from typing import Any
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# two OpenMP runtimes share this process (implicit's and numba's): idle threads of one must
+# sleep, not spin, or they steal the 2 cores from the other (both libraries ran 2-3x slower)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numba
 import numpy as np
