@@ -7,15 +7,16 @@ iteration (ML-100K and an ML-20M-sized synthetic set) and peak memory on the big
   ``implicit.cpu.als.AlternatingLeastSquares`` on the same data in the same process, both on
   2 threads (numba threads / ``num_threads=2``; BLAS capped at 1 thread, as implicit
   advises). Per iteration = (fit with ``--iters`` - fit with 1 iteration) / (``--iters`` - 1),
-  best of ``--repeat`` interleaved rounds, so set-up costs (matrix transpose, init) cancel.
+  best of ``--repeat`` rounds in alternating (ABBA) order, so set-up costs (matrix transpose,
+  init) cancel and a drift in the machine's load favours neither side.
   implicit gets the same objective: its confidence is its input times its alpha, so it is
   fed ``1 + alpha * r`` with ``alpha=1``.
 - ``--big``: also the speed runs on a synthetic set the size of ML-20M (138,493 users,
-  26,744 items, 20M distinct events, popularity-skewed).
+  26,744 items, 20M distinct events, popularity-skewed), ``--big-iters`` vs 1 iterations.
 - ``--memory``: peak RSS (``ru_maxrss``) of a fresh subprocess that builds the 20M set and
   fits ALS at 128 factors (and, for reference, one that fits implicit).
 
-Run: ``python benchmarks/bench_als.py --quality --speed [--big] [--memory]``.
+Run: ``python benchmarks/bench_als.py --quality --speed [--big] [--memory] [--repeat 2]``.
 """
 
 from __future__ import annotations
@@ -165,11 +166,15 @@ def quality() -> None:
 
 
 _MEMORY_CHILD = """
-import resource, sys, time
+import gc, os, resource, sys, time
 sys.path.insert(0, {bench!r})
 from bench_als import ML20M, synthetic, _implicit
 data = synthetic(**ML20M)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+data.matrix  # the CSR matrix both libraries fit on
+gc.collect()
+now = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets VmHWM (Linux >= 4.0): the fit's own peak, below
 t0 = time.perf_counter()
 if {lib!r} == "recstack":
     from recstack.models.als import ALS
@@ -177,22 +182,28 @@ if {lib!r} == "recstack":
 else:
     m = data.matrix.copy(); m.data += 1.0
     _implicit(128, 3).fit(m, show_progress=False)
+seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-print(f"{{before:.2f}} {{peak:.2f}} {{time.perf_counter() - t0:.1f}}")
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()
+fit_peak = int(status[0]) / 2**20
+print(f"{{now:.2f}} {{fit_peak:.2f}} {{peak:.2f}} {{seconds:.1f}}")
 """
 
 
 def memory() -> None:
-    print("\n## peak RSS on the ML-20M-sized set (fresh subprocess; data, then fit, 128 factors)")
-    print("| library | after data GB | peak GB | fit 3 iterations s |")
-    print("|---|---|---|---|")
+    print("\n## peak RSS on the ML-20M-sized set (fresh subprocess: data, then fit, 128 factors)")
+    print(
+        "| library | RSS with data + matrix GB | peak RSS during fit GB | process ru_maxrss GB "
+        "| fit 3 iterations s |"
+    )
+    print("|---|---|---|---|---|")
     bench = str(Path(__file__).resolve().parent)
     for lib in ("recstack", "implicit"):
         code = _MEMORY_CHILD.format(bench=bench, lib=lib)
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout.split()
-        print(f"| {lib} | {out[0]} | {out[1]} | {out[2]} |", flush=True)
+        print(f"| {lib} | {out[0]} | {out[1]} | {out[2]} | {out[3]} |", flush=True)
 
 
 def main() -> None:
@@ -201,7 +212,8 @@ def main() -> None:
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--big", action="store_true", help="speed on the ML-20M-sized set too")
     ap.add_argument("--memory", action="store_true")
-    ap.add_argument("--iters", type=int, default=0, help="iterations timed (default 21 / 5)")
+    ap.add_argument("--iters", type=int, default=21, help="iterations timed on ML-100K")
+    ap.add_argument("--big-iters", type=int, default=3, help="iterations timed on the big set")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     import implicit
@@ -211,12 +223,12 @@ def main() -> None:
     if args.quality:
         quality()
     if args.speed:
-        speed(peer_split().train, "ML-100K train", args.iters or 21, args.repeat)
+        speed(peer_split().train, "ML-100K train", args.iters, args.repeat)
     if args.big:
         t0 = time.perf_counter()
         big = synthetic(**ML20M)
         print(f"\nbuilt the synthetic set in {time.perf_counter() - t0:.1f}s")
-        speed(big, "synthetic ML-20M size", args.iters or 5, args.repeat)
+        speed(big, "synthetic ML-20M size", args.big_iters, args.repeat)
     if args.memory:
         memory()
 

@@ -484,3 +484,15 @@ def test_every_registered_model_knows_its_name() -> None:
         for name in model_names():
             klass = get_model_class(name)
             assert issubclass(klass, Recommender) and klass.name == name
+
+
+def test_every_registered_class_is_exported_by_name() -> None:
+    import recstack.models as models
+    from recstack.models.registry import REGISTRY
+
+    for name, (target, _) in REGISTRY.items():
+        cls_name = target.split(":")[1]
+        assert getattr(models, cls_name) is models.get_model_class(name)
+        assert cls_name in models.__all__
+    with pytest.raises(AttributeError, match="NoSuchModel"):
+        models.NoSuchModel  # noqa: B018

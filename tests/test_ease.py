@@ -161,3 +161,21 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(module, raise_on_error=False)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_half_life_weighs_recent_history_items_more() -> None:
+    data = _dense_log(seed=1)
+    model = EASE(l2=5.0, binary=False, half_life=2.0).fit(data)
+    hist = Histories.from_lists([[3, 7, 3, 11], [5], []], data.n_items, [[2, 1, 4, 3], [5], []])
+    targets = np.array([20, 6, 9])
+    w = model.weights_
+    # positions from the end: 11 -> 0, 3 (its last event) -> 1, 7 -> 2
+    d = [2 ** (-p / 2) for p in (2, 1, 0)]
+    expected = [0.0, 1 * d[0] * w[7, 20], 4 * d[1] * w[3, 20], 3 * d[2] * w[11, 20], 5 * w[5, 6]]
+    parts = model.contributions(hist, targets)
+    np.testing.assert_allclose(parts, expected, rtol=1e-5)
+    sums = np.bincount(hist.rows, weights=parts, minlength=len(hist))
+    np.testing.assert_allclose(sums, model.score(hist)[np.arange(3), targets], rtol=1e-5, atol=1e-7)
+    for bad in (0.0, -1.0, "2", True):
+        with pytest.raises(ConfigError, match="half_life"):
+            EASE(half_life=bad).fit(data)  # type: ignore[arg-type]

@@ -325,3 +325,13 @@ def test_histories_from_ids() -> None:
     assert Histories.from_ids(items, [["zz", "a"]], unknown="ignore").items.tolist() == [0]
     with pytest.warns(UserWarning, match="zz"):
         Histories.from_ids(items, [["zz"]], unknown="warn")
+
+
+def test_histories_decayed() -> None:
+    h = Histories.from_lists([[0, 1, 2], [], [3]], 5, values=[[2, 4, 8], [], [5]])
+    d = h.decayed(2.0)
+    np.testing.assert_allclose(d.values, [2 * 2**-1, 4 * 2**-0.5, 8, 5])
+    np.testing.assert_allclose(h.decayed(1.0, ones=True).values, [0.25, 0.5, 1, 1])
+    np.testing.assert_array_equal(d.items, h.items)
+    np.testing.assert_array_equal(d.indptr, h.indptr)
+    np.testing.assert_array_equal(h.values, [2, 4, 8, 5])  # the original is untouched

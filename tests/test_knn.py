@@ -420,3 +420,23 @@ def test_bad_params(cls: type[Recommender], param: str, value: object, message: 
     data = checkerboard_data(6)
     with pytest.raises(ConfigError, match=message):
         cls(**{param: value}).fit(data)
+
+
+class TestItemKNNRecency(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return ItemKNN(neighbors=10, half_life=2.0)
+
+
+def test_item_knn_half_life_scores_the_decayed_history() -> None:
+    data = make_shop(n_users=200, n_items=60, n_events=3000, seed=3)
+    plain = ItemKNN(neighbors=20).fit(data)
+    model = ItemKNN(neighbors=20, half_life=3.0).fit(data)
+    hist = Histories.from_lists([[4, 9, 4, 17], [], [30]], data.n_items)
+    # the last event of each item counts: item 4 at position 1 from the end, 9 at 2, 17 at 0
+    h = np.zeros((3, data.n_items))
+    h[0, [4, 9, 17]] = [2 ** (-1 / 3), 2 ** (-2 / 3), 1.0]
+    h[2, 30] = 1.0
+    s = plain.similarity_.toarray()
+    np.testing.assert_allclose(model.score(hist), h @ s, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ConfigError, match="half_life"):
+        ItemKNN(half_life=0.0).fit(data)

@@ -84,6 +84,15 @@ class Histories:
         """The (n, n_items) float32 matrix; a repeated item keeps its last event's value."""
         return _last_value_csr(self.rows, self.items, self.values, (len(self), self.n_items))
 
+    def decayed(self, half_life: float, ones: bool = False) -> Histories:
+        """A copy whose event values are scaled by recency: the ``p``-th last event of each
+        history (``p = 0`` the latest) is multiplied by ``0.5 ** (p / half_life)`` (events
+        count, not time). ``ones`` first replaces the values by 1 (implicit feedback)."""
+        from_end = np.repeat(self.indptr[1:], self.lengths) - 1 - np.arange(len(self.items))
+        weight = np.exp2(-from_end / float(half_life)).astype(np.float32)
+        values = weight if ones else weight * self.values
+        return Histories(self.indptr, self.items, values, self.times, self.n_items, self.users)
+
     def select(self, rows: np.ndarray | Sequence[int] | slice) -> Histories:
         """The sub-batch of ``rows`` (indices, a boolean mask or a slice), in that order."""
         n = len(self)

@@ -17,6 +17,9 @@ from recstack.errors import ConfigError, require
 from recstack.evaluation.evaluator import evaluate
 from recstack.models.registry import get_model_class
 
+#: metrics where smaller is better
+_LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+
 #: a search-space entry: ("int"|"float", low, high[, "log"]) or ("categorical", [choices])
 Spec = tuple[Any, ...]
 
@@ -54,7 +57,8 @@ def tune(
     seed: int = 0,
     callback: Callable[[int, float, dict[str, Any]], None] | None = None,
 ) -> TuneResult:
-    """Search ``model``'s parameters, maximizing validation ``metric``.
+    """Search ``model``'s parameters, optimizing validation ``metric`` (``rmse``/``mae`` are
+    minimized, every other metric maximized).
 
     Parameters
     ----------
@@ -98,7 +102,9 @@ def tune(
         return value
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    # error metrics are minimized, ranking metrics maximized
+    direction = "minimize" if metric in _LOWER_IS_BETTER else "maximize"
+    study = optuna.create_study(direction=direction, sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=trials)
     return TuneResult(
         model=model,

@@ -71,6 +71,61 @@ def _gram_times(gram: np.ndarray, v: np.ndarray, out: np.ndarray, sign: np.float
         out[a] = sign * _dot(gram[a], v)
 
 
+@numba.njit(inline="always")
+def _term(
+    r: np.float32, alpha: np.float32, s: np.float32, sign: np.float32, with_b: bool
+) -> np.float32:
+    """``[with_b] c p + sign * alpha r s`` for an entry of value ``r`` (``s = y . v``)."""
+    b = (np.float32(1.0) + alpha * r) if (with_b and r > np.float32(0.0)) else np.float32(0.0)
+    return b + sign * alpha * r * s
+
+
+@numba.njit(inline="always")
+def _add_rows(
+    lo: int,
+    hi: int,
+    indices: np.ndarray,
+    data: np.ndarray,
+    alpha: np.float32,
+    other: np.ndarray,
+    v: np.ndarray,
+    out: np.ndarray,
+    sign: np.float32,
+    with_b: bool,
+) -> None:
+    """``out += sum_e ([with_b] c_e p_e + sign * alpha r_e (y_e . v)) y_e`` over entries
+    ``lo:hi``, ``y_e = other[indices[e]]``.
+
+    Four rows at a time: their (often cache-missing) loads overlap, and ``out`` is updated
+    once per four rows; twice as fast as row by row on large data.
+    """
+    k = out.shape[0]
+    e = lo
+    while e + 4 <= hi:
+        y0, y1 = other[indices[e]], other[indices[e + 1]]
+        y2, y3 = other[indices[e + 2]], other[indices[e + 3]]
+        s0 = s1 = s2 = s3 = np.float32(0.0)
+        for f in range(k):
+            vf = v[f]
+            s0 += y0[f] * vf
+            s1 += y1[f] * vf
+            s2 += y2[f] * vf
+            s3 += y3[f] * vf
+        t0 = _term(data[e], alpha, s0, sign, with_b)
+        t1 = _term(data[e + 1], alpha, s1, sign, with_b)
+        t2 = _term(data[e + 2], alpha, s2, sign, with_b)
+        t3 = _term(data[e + 3], alpha, s3, sign, with_b)
+        for f in range(k):
+            out[f] += t0 * y0[f] + t1 * y1[f] + t2 * y2[f] + t3 * y3[f]
+        e += 4
+    while e < hi:
+        y = other[indices[e]]
+        t = _term(data[e], alpha, _dot(y, v), sign, with_b)
+        for f in range(k):
+            out[f] += t * y[f]
+        e += 1
+
+
 @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def cg_half_step(
     indptr: np.ndarray,
@@ -102,25 +157,16 @@ def cg_half_step(
                 x[:] = zero  # no preference at all: the solution is exactly 0
                 continue
             # r = Y^T C_u p_u - (G + sum alpha r y y^T) x, only observed items touched
+            lo, hi = indptr[u], indptr[u + 1]
             _gram_times(gram, x, r, -one)
-            for e in range(indptr[u], indptr[u + 1]):
-                y = other[indices[e]]
-                w = alpha * data[e]
-                coef = (one + w) if data[e] > zero else zero
-                t = coef - w * _dot(y, x)
-                for f in range(k):
-                    r[f] += t * y[f]
+            _add_rows(lo, hi, indices, data, alpha, other, x, r, -one, True)
             rs_old = _dot(r, r)
             if rs_old < 1e-20:
                 continue
             p[:] = r
             for _ in range(cg_steps):
-                _gram_times(gram, p, ap, one)
-                for e in range(indptr[u], indptr[u + 1]):
-                    y = other[indices[e]]
-                    t = alpha * data[e] * _dot(y, p)
-                    for f in range(k):
-                        ap[f] += t * y[f]
+                _gram_times(gram, p, ap, one)  # ap = (G + sum alpha r y y^T) p
+                _add_rows(lo, hi, indices, data, alpha, other, p, ap, one, False)
                 step = rs_old / _dot(p, ap)
                 for f in range(k):
                     x[f] += step * p[f]

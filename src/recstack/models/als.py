@@ -6,6 +6,7 @@ import contextlib
 import math
 import numbers
 from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -46,6 +47,9 @@ class ALS(Recommender):
     solved exactly from the history's values, then ``scores = x_u @ Y^T``. A known user's
     stored history gives back its trained factors (exactly with ``solver="cholesky"``, to
     the CG tolerance otherwise), and a new user or fresh events need no retraining.
+
+    The defaults were chosen on the ML-100K validation split of the shared protocol (ratings
+    1-5 as ``r``; ``benchmarks/bench_als.py --quality``).
 
     Parameters
     ----------
@@ -92,6 +96,12 @@ class ALS(Recommender):
     """
 
     name = "als"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("int", 16, 256, "log"),
+        "regularization": ("float", 0.01, 200.0, "log"),
+        "alpha": ("float", 0.05, 50.0, "log"),
+        "iterations": ("int", 5, 50),
+    }
 
     def __init__(
         self,

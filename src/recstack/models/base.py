@@ -437,6 +437,7 @@ class Recommender:
         self.items_.to_frame().to_parquet(path / "items.parquet", index=False)
         if self.item_features_ is not None:
             self.item_features_.to_parquet(path / "item_features.parquet")
+        self._save_extra(path)
         (path / "config.json").write_text(text)  # last: a directory with it is complete
         return path
 
@@ -491,8 +492,15 @@ class Recommender:
             groups.setdefault(key, {})[part] = arr
         for key, parts in groups.items():
             setattr(model, key, _restore(path, key, parts))
+        model._load_extra(path)
         model._after_load()
         return model
+
+    def _save_extra(self, path: Path) -> None:
+        """Write state kept outside arrays and JSON (a network's weights) into ``path``."""
+
+    def _load_extra(self, path: Path) -> None:
+        """Read back what :meth:`_save_extra` wrote (never through pickle)."""
 
     def _after_load(self) -> None:
         """Rebuild derived state after :meth:`load` (e.g. move tensors to a device)."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -314,6 +315,11 @@ class BiasedMF(Recommender):
     """
 
     name = "biased-mf"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("int", 4, 256, "log"),
+        "reg": ("float", 1e-3, 1.0, "log"),
+        "bias_reg": ("float", 1e-3, 1.0, "log"),
+    }
 
     def __init__(
         self,

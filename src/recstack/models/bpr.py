@@ -8,7 +8,7 @@ Personalized Ranking from Implicit Feedback", UAI 2009.
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, ClassVar
 
 import llvmlite.ir as ir
 import numba
@@ -448,6 +448,13 @@ class BPR(Recommender):
     """
 
     name = "bpr"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("int", 16, 256, "log"),
+        "learning_rate": ("float", 1e-3, 0.3, "log"),
+        "regularization": ("float", 1e-5, 0.1, "log"),
+        "iterations": ("int", 20, 300, "log"),
+        "negative_sampling": ("categorical", ["uniform", "popularity"]),
+    }
 
     def __init__(
         self,

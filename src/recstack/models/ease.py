@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -102,6 +103,11 @@ class EASE(Recommender):
     binary : bool
         Use 1.0 for every (user, item) pair, so ratings count as implicit positives (the
         shared protocol); ``False`` uses the event values (e.g. ratings).
+    half_life : float or None
+        Recency of the history at scoring time, in events: the ``p``-th last event
+        (``p = 0`` the latest) weighs ``0.5 ** (p / half_life)`` (see
+        :meth:`Histories.decayed`); ``None`` weighs the whole history the same. ``B`` is
+        learned the same way either way.
     max_memory_gb : float > 0
         Refuse catalogs whose dense ``n_items x n_items`` fit would need more memory
         (:func:`ease_memory_gb`), with an error saying what it would need.
@@ -123,10 +129,21 @@ class EASE(Recommender):
     """
 
     name = "ease"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "l2": ("float", 1.0, 10_000.0, "log"),
+        "half_life": ("categorical", [None, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+    }
 
-    def __init__(self, l2: float = 100.0, binary: bool = True, max_memory_gb: float = 8.0) -> None:
+    def __init__(
+        self,
+        l2: float = 100.0,
+        binary: bool = True,
+        half_life: float | None = None,
+        max_memory_gb: float = 8.0,
+    ) -> None:
         self.l2 = l2
         self.binary = binary
+        self.half_life = half_life
         self.max_memory_gb = max_memory_gb
 
     def _validate_params(self) -> None:
@@ -136,6 +153,9 @@ class EASE(Recommender):
                 raise ConfigError(f"{key} must be a positive number, got {v!r}")
         if not isinstance(self.binary, bool | np.bool_):
             raise ConfigError(f"binary must be True or False, got {self.binary!r}")
+        h = self.half_life
+        if h is not None and (not isinstance(h, numbers.Real) or isinstance(h, bool) or not h > 0):
+            raise ConfigError(f"half_life must be a positive number or None, got {h!r}")
 
     def _matrix(self, m: sp.csr_matrix) -> sp.csr_matrix:
         """``m`` as float32 CSR, with 1.0 values when ``binary``."""
@@ -174,8 +194,14 @@ class EASE(Recommender):
         _weights_from_upper(p, _TILE)
         self.weights_ = p
 
+    def _history_matrix(self, histories: Histories) -> sp.csr_matrix:
+        """The (n, n_items) float32 ``x`` of each history: values or ones, times recency."""
+        if self.half_life is None:
+            return self._matrix(histories.to_csr())
+        return histories.decayed(self.half_life, ones=self.binary).to_csr()
+
     def _score(self, histories: Histories) -> np.ndarray:
-        x = self._matrix(histories.to_csr())
+        x = self._history_matrix(histories)
         return np.asarray(x @ self.weights_, dtype=np.float32)
 
     def contributions(self, histories: Histories, items: np.ndarray | Sequence[int]) -> np.ndarray:
@@ -207,7 +233,12 @@ class EASE(Recommender):
         _, rev_first = np.unique(key[::-1], return_index=True)
         last = np.zeros(len(key), dtype=bool)
         last[len(key) - 1 - rev_first] = True
-        x = np.ones(len(key), np.float32) if self.binary else histories.values.astype(np.float32)
+        if self.half_life is not None:
+            x = histories.decayed(self.half_life, ones=self.binary).values
+        elif self.binary:
+            x = np.ones(len(key), np.float32)
+        else:
+            x = histories.values.astype(np.float32)
         return np.where(last, x * self.weights_[histories.items, items[rows]], 0).astype(np.float32)
 
     def similar_items(

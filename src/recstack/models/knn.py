@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import numba
 import numpy as np
@@ -544,6 +544,12 @@ class ItemKNN(_Neighbourhood):
     binary : bool
         Read every event as 1.0 (implicit feedback); ``False`` uses the values (ratings),
         also in the history.
+    half_life : float or None
+        Recency of the history, in events: the item of the ``p``-th last event (``p = 0``
+        the latest) weighs ``0.5 ** (p / half_life)`` in ``h`` (a repeated item counts at
+        its latest event). ``None``: every history item weighs the same. Next-item data
+        (the leave-last-out protocol) favours a short half-life; the similarity is learned
+        the same way either way.
 
     Examples
     --------
@@ -556,6 +562,15 @@ class ItemKNN(_Neighbourhood):
     """
 
     name = "itemknn"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "neighbors": ("int", 5, 200, "log"),
+        "alpha": ("float", 0.0, 1.0),
+        "shrink": ("float", 0.0, 100.0),
+        "weighting": ("categorical", ["none", "bm25", "tfidf"]),
+        "bm25_k1": ("float", 0.1, 3.0),
+        "bm25_b": ("float", 0.0, 1.0),
+        "half_life": ("categorical", [None, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
+    }
 
     def __init__(
         self,
@@ -567,6 +582,7 @@ class ItemKNN(_Neighbourhood):
         bm25_k1: float = 1.2,
         bm25_b: float = 0.75,
         binary: bool = True,
+        half_life: float | None = None,
     ) -> None:
         self.neighbors = neighbors
         self.similarity = similarity
@@ -576,6 +592,7 @@ class ItemKNN(_Neighbourhood):
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
         self.binary = binary
+        self.half_life = half_life
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
         self.similarity_ = self.build_similarity(train.matrix)
@@ -604,8 +621,21 @@ class ItemKNN(_Neighbourhood):
             user_weights=user_weights,
         )
 
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.half_life is not None:
+            _check_real("half_life", self.half_life, 0.0, np.inf)
+            if not self.half_life > 0:
+                raise ConfigError(f"half_life must be positive or None, got {self.half_life!r}")
+
+    def history_weights(self, histories: Histories) -> sp.csr_matrix:
+        """The (n, n_items) float32 ``h`` of each history (values or ones, times recency)."""
+        if self.half_life is None:
+            return self._values(histories.to_csr())
+        return histories.decayed(self.half_life, ones=self.binary).to_csr()
+
     def _score(self, histories: Histories) -> np.ndarray:
-        return sparse_dense_product(self._values(histories.to_csr()), self.similarity_)
+        return sparse_dense_product(self.history_weights(histories), self.similarity_)
 
     def similar_items(
         self, items: Sequence[object] | np.ndarray, k: int = 10, unknown: UnknownPolicy = "raise"
@@ -661,6 +691,14 @@ class UserKNN(_Neighbourhood):
     """
 
     name = "userknn"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "neighbors": ("int", 5, 400, "log"),
+        "alpha": ("float", 0.0, 1.0),
+        "shrink": ("float", 0.0, 100.0),
+        "weighting": ("categorical", ["none", "bm25", "tfidf"]),
+        "bm25_k1": ("float", 0.1, 3.0),
+        "bm25_b": ("float", 0.0, 1.0),
+    }
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ exact minimization, so the loss never increases.
 from __future__ import annotations
 
 import numbers
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -189,6 +190,11 @@ class NMF(Recommender):
     """
 
     name = "nmf"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "factors": ("int", 8, 256, "log"),
+        "l1": ("float", 1e-3, 10.0, "log"),
+        "l2": ("float", 1e-3, 50.0, "log"),
+    }
 
     def __init__(
         self,

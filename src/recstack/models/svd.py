@@ -14,6 +14,7 @@ using only sparse-times-dense products with ``X`` (never a dense ``X``).
 from __future__ import annotations
 
 import numbers
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -100,6 +101,7 @@ class PureSVD(Recommender):
     """
 
     name = "puresvd"
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {"factors": ("int", 8, 512, "log")}
 
     def __init__(
         self,
