@@ -21,7 +21,8 @@ from recstack.evaluation import evaluate
 from recstack.models.base import Recommender
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-PEER_SPLIT = SHARED / "peers" / "split"
+PEER_DIR = SHARED / "peers"
+PEER_SPLIT = PEER_DIR / "split"
 ML100K = SHARED / "data" / "ml-100k"
 
 

@@ -6,6 +6,14 @@ from pathlib import Path
 
 import pytest
 
+try:  # one torch thread per test process: pytest -n 2 already fills the 2 cores, and
+    # oversubscribed torch threads spin and slow everything down
+    import torch
+
+    torch.set_num_threads(1)
+except ImportError:
+    pass
+
 #: MovieLens-100K in RecBole atomic format, provided beside the repository (never copied in)
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 PEER_SPLIT = Path(__file__).resolve().parents[2] / "shared" / "peers" / "split"

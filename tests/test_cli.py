@@ -157,7 +157,7 @@ def test_quickstart_offline_uses_synthetic_data(tmp_path: Path) -> None:
     """No network here: one notice line, then the whole job on the synthetic shop."""
     env = {"RECSTACK_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin"}
     res = subprocess.run(
-        [*CLI, "quickstart", "--report", "qs"],
+        [*CLI, "quickstart", "--report", "qs", "--models", "random,popularity,itemknn,ease,als"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -18,10 +18,12 @@ from test_biased_mf import planted_ratings
 pytest.importorskip("optuna")
 
 #: parameters that make a trial fast on the tiny planted set (held fixed in the search)
+NEURAL_FAST = {"epochs": 2, "dim": 16, "verbose": False, "device": "cpu"}
 FAST = {
     "nmf": {"iterations": 5},
     "bpr": {"iterations": 5},
     "biased-mf": {"iterations": 3},
+    **dict.fromkeys(("sasrec", "bert4rec", "gru4rec", "caser", "two-tower"), NEURAL_FAST),
 }
 TUNABLE = [n for n in model_names() if n != "random"]
 

@@ -7,6 +7,7 @@ Bad input ends with one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -301,6 +302,8 @@ def train_cmd(
     t0 = time.perf_counter()
     with err.status(f"fitting {rec!r}"):
         rec.fit(train, valid)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun every process trains; the first one saves
     rec.save(out_dir)
     out.print(f"trained {rec!r} in {time.perf_counter() - t0:.1f}s -> {out_dir}")
 
@@ -438,10 +441,14 @@ def compare_cmd(
     """Evaluate several models on one split; print a table with paired significance tests,
     and write a self-contained HTML report."""
     ks = parse_ks(k)
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    recs = {name: _model(name, {}) for name in names}  # validate names before any work
+    recs = {name: _model(name, {}) for name in _names(models)}  # validate before any work
     split = _as_split(_load(data), method)
     _run_comparison(recs, split, ks, title=str(data), report=report)
+
+
+def _names(models: str) -> list[str]:
+    """Model names from a comma-separated option."""
+    return [m.strip() for m in models.split(",") if m.strip()]
 
 
 def _run_comparison(
@@ -529,19 +536,21 @@ def quickstart_cmd(
     report: Annotated[Path, typer.Option("--report", help="Report directory.")] = Path(
         "recstack-quickstart"
     ),
+    models: Annotated[
+        str | None,
+        typer.Option("--models", help="Comma-separated models (default: a tour of families)."),
+    ] = None,
 ) -> None:
     """The main job in one command: load MovieLens-100K (cache, download, or offline the
     built-in synthetic shop), split leave-last-out, train and compare several models, write
     the HTML report, and show one user's history next to their recommendations."""
     from recstack.models.registry import REGISTRY
 
-    loaded = _quickstart_data(data)
-    split = _as_split(loaded)
-    names = [n for n in QUICKSTART_MODELS if n in REGISTRY]
+    names = _names(models) if models else [n for n in QUICKSTART_MODELS if n in REGISTRY]
+    recs = {n: _model(n, {}) for n in names}  # validate names before any work
+    split = _as_split(_quickstart_data(data))
     ks = (10, 20)
-    results = _run_comparison(
-        {n: _model(n, {}) for n in names}, split, ks, title=data or "quickstart", report=report
-    )
+    results = _run_comparison(recs, split, ks, title=data or "quickstart", report=report)
     best = max(results, key=lambda n: results[n].metrics["ndcg@10"])
     _show_user(best, results[best], split)
 

@@ -26,6 +26,26 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "als": ("recstack.models.als:ALS", "implicit-feedback ALS (Hu et al. 2008), CG solver"),
     "bpr": ("recstack.models.bpr:BPR", "BPR matrix factorization, multi-threaded SGD"),
     "biased-mf": ("recstack.models.biased_mf:BiasedMF", "biased MF for ratings (ALS or SGD)"),
+    "sasrec": (
+        "recstack.models.neural.sasrec:SASRec",
+        "SASRec: causal self-attention over the history (torch)",
+    ),
+    "bert4rec": (
+        "recstack.models.neural.bert4rec:BERT4Rec",
+        "BERT4Rec: bidirectional self-attention, masked-item (cloze) training (torch)",
+    ),
+    "gru4rec": (
+        "recstack.models.neural.gru4rec:GRU4Rec",
+        "GRU4Rec: a GRU/LSTM reads the history, next-item softmax (torch)",
+    ),
+    "caser": (
+        "recstack.models.neural.caser:Caser",
+        "Caser: horizontal/vertical convolutions over the latest items (torch)",
+    ),
+    "two-tower": (
+        "recstack.models.neural.two_tower:TwoTower",
+        "two-tower retrieval: MLP towers over a pooled history and item IDs (torch)",
+    ),
 }
 
 
@@ -46,6 +66,10 @@ def get_model_class(name: str) -> type[Recommender]:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown model {name!r}{hint} (known: {', '.join(REGISTRY)})")
     module, cls = REGISTRY[name][0].split(":")
+    if module.startswith("recstack.models.neural."):
+        from recstack.errors import require
+
+        require("torch", "torch")  # a clear install hint instead of an ImportError
     return getattr(importlib.import_module(module), cls)
 
 

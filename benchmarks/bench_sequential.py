@@ -1,0 +1,132 @@
+"""Sequential models on the shared ML-100K protocol, beside RecBole's measured rows.
+
+Each model trains on the train split with early stopping on validation NDCG@10 (the same
+validation the peers' scripts use: the next item after train, train items excluded), then is
+tested from the train + valid history (the sequential peers' protocol). Time to quality:
+the wall time at which recstack's validation NDCG@10 first reaches RecBole's best validation
+NDCG@10 (same evaluator), against the ~2,750 s RecBole SASRec needed for it (27 epochs x
+~102 s, ../shared/peers/results.json, measured on this kind of 2-core machine).
+
+``--synthetic``: a synthetic shop with planted successor transitions (each event is, with
+probability 0.7, the fixed successor of the previous item), leave-last-out: the sequential
+models against EASE and ALS, which cannot see order.
+
+``--scale``: one epoch of SASRec (sampled softmax) on a synthetic set of 1M users and 100k
+items; prints the epoch time and the peak RSS.
+
+Run: ``cd benchmarks && python bench_sequential.py [--models sasrec,gru4rec] [--param k=v]
+[--synthetic] [--scale]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+from _protocol import PEER_DIR, machine, peer_split
+from recstack.data import leave_last_out, make_shop
+from recstack.evaluation import evaluate
+from recstack.models import create_model
+
+
+def recbole_rows() -> dict[str, dict]:
+    """RecBole's rows of the peers' results, by lowercase model name (the converged SASRec)."""
+    rows = json.loads((PEER_DIR / "results.json").read_text())
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r["library"].startswith("RecBole") and r["model"] in ("SASRec", "GRU4Rec", "BERT4Rec"):
+            if r["model"] == "SASRec" and r.get("variant") != "long":
+                continue
+            out[r["model"].lower()] = r
+    return out
+
+
+def synthetic(models: list[str], params: dict) -> None:
+    data = make_shop(n_users=3000, n_items=1000, n_events=90_000, seq_strength=0.7, seed=0)
+    split = leave_last_out(data)
+    print(f"\n## planted transitions: make_shop 3000 x 1000, {data.n_events:,} events")
+    print("| model | fit s | HR@10 | NDCG@10 |")
+    print("|---|---|---|---|")
+    for name in [*models, "ease", "als"]:
+        model = create_model(name, **(params if name in models else {}))
+        t0 = time.perf_counter()
+        model.fit(split.train, split.valid)
+        fit_s = time.perf_counter() - t0
+        m = evaluate(model, split, progress=False).metrics
+        print(f"| {name} | {fit_s:.0f} | {m['hr@10']:.4f} | {m['ndcg@10']:.4f} |", flush=True)
+
+
+def scale(params: dict) -> None:
+    t0 = time.perf_counter()
+    data = make_shop(n_users=1_000_000, n_items=100_000, n_events=20_000_000, seed=0)
+    print(f"\n## scale: {data.n_users:,} users x {data.n_items:,} items, {data.n_events:,} events")
+    print(f"data built in {time.perf_counter() - t0:.0f} s")
+    model = create_model(
+        "sasrec", **{"loss": "sampled", "epochs": 1, "max_len": 50, "batch_size": 512, **params}
+    )
+    t0 = time.perf_counter()
+    model.fit(data)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(
+        f"one epoch ({model.get_params()}): {time.perf_counter() - t0:.0f} s; peak RSS {rss:.1f} GB"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="sasrec")
+    ap.add_argument("--param", action="append", default=[], help="model parameter k=v (JSON)")
+    ap.add_argument("--synthetic", action="store_true")
+    ap.add_argument("--scale", action="store_true")
+    ap.add_argument("--no-ml100k", action="store_true")
+    args = ap.parse_args()
+    params = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
+    print(machine(), f"| torch {torch.__version__} | torch threads {torch.get_num_threads()}")
+    if args.synthetic:
+        synthetic(args.models.split(","), params)
+    if args.scale:
+        scale(params)
+    if args.no_ml100k:
+        return
+    split = peer_split()
+    peers = recbole_rows()
+    for name in args.models.split(","):
+        model = create_model(name, **params)
+        t0 = time.perf_counter()
+        model.fit(split.train, split.valid)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        test = evaluate(model, split, progress=False).metrics
+        score_s = time.perf_counter() - t0
+        peer = peers.get(name.replace("-", ""))
+        print(f"\n## {name} {model.get_params()}")
+        print("| epoch | loss | valid NDCG@10 | s |")
+        print("|---|---|---|---|")
+        for e, loss, v, sec in model.training_log_:
+            print(f"| {e} | {loss:.4f} | {v:.4f} | {sec:.0f} |")
+        print(
+            f"best epoch {model.best_epoch_} (valid {model.best_valid_ndcg_:.4f}); fit "
+            f"{fit_s:.0f} s; test scoring {score_s:.2f} s"
+        )
+        print(
+            f"test: HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f} HR@20 "
+            f"{test['hr@20']:.4f} NDCG@20 {test['ndcg@20']:.4f} MRR@10 {test['mrr@10']:.4f}"
+        )
+        if peer:
+            target = peer["valid_NDCG10"]
+            reach = next((sec for _, _, v, sec in model.training_log_ if v >= target), None)
+            print(
+                f"RecBole {peer['model']}: test NDCG@10 {peer['NDCG@10']:.4f} (ratio "
+                f"{test['ndcg@10'] / peer['NDCG@10']:.3f}), best valid {target:.4f}; recstack "
+                "reached it after "
+                + (f"{reach:.0f} s" if reach is not None else "— (never)")
+                + f"; RecBole ~{peer['sec_per_epoch']:.0f} s/epoch"
+            )
+
+
+if __name__ == "__main__":
+    main()

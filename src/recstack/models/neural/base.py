@@ -1,0 +1,296 @@
+"""``SequentialRecommender``: the contract for torch models that read ordered histories.
+
+A subclass builds a network mapping padded item sequences (B, L) to hidden states
+(B, L, D) and says how a training window becomes (inputs, targets); this class owns the
+rest: windows, the shared training loop (:mod:`.training`), validation NDCG@10 for early
+stopping, batched scoring from the last ``max_len`` history items (so known users, new
+users and anonymous sessions are one path), and saving the weights as safetensors.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recstack.data import Histories, Interactions
+from recstack.errors import ConfigError, DataError
+from recstack.models.base import Recommender, batch_rows
+from recstack.models.neural.sequences import last_items, training_windows
+from recstack.models.neural.training import TrainConfig, init_distributed, train
+
+LOSSES = ("ce", "sampled")
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class SequentialRecommender(Recommender):
+    """Base of the sequential torch models (see the module docstring).
+
+    Subclasses set ``name``, implement :meth:`_build_net` (an ``nn.Module`` with an
+    ``item_emb`` embedding of ``n_items + 2`` rows: 0 = padding, ``n_items + 1`` = a mask
+    token for the models that use one) and :meth:`_hidden`; they may override
+    :meth:`_pairs` (default: next-item targets at every position) and
+    :meth:`_score_inputs`.
+
+    Common parameters
+    -----------------
+    dim : int
+        Embedding and hidden size.
+    max_len : int
+        History items the network reads (the latest ones).
+    dropout : float in [0, 1)
+    epochs : int
+        Upper bound on training epochs (an epoch = every training window once).
+    batch_size : int
+        Windows per step.
+    learning_rate, weight_decay : float
+        AdamW's (no decay on embeddings, biases and norms).
+    warmup_steps : int
+        Linear learning-rate warm-up.
+    clip_norm : float
+        Gradient norm clipping (0: none).
+    patience : int
+        Epochs without a better validation NDCG@10 before stopping (when ``fit`` gets
+        ``valid``; the best epoch's weights are kept).
+    loss : {"ce", "sampled"}
+        Full-catalog softmax cross-entropy, or sampled softmax with logQ correction over
+        ``negatives`` popularity-drawn items (large catalogs).
+    negatives : int
+        Negatives per batch for ``loss="sampled"``.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    seed : int
+        Seeds weights, batches and sampling: a CPU fit is reproducible.
+    verbose : bool
+        Show a progress bar with the loss and the validation metric.
+    """
+
+    #: the training windows' shift: 1 for next-item models (inputs = window[:-1])
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "dim": ("categorical", [32, 64, 128]),
+        "dropout": ("float", 0.0, 0.5),
+        "learning_rate": ("float", 1e-4, 1e-2, "log"),
+        "weight_decay": ("float", 0.0, 0.5),
+        "max_len": ("categorical", [20, 50, 100, 200]),
+    }
+
+    dim: int
+    max_len: int
+    dropout: float
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_steps: int
+    clip_norm: float
+    patience: int
+    loss: str
+    negatives: int
+    device: str
+    seed: int
+    verbose: bool
+    _net: nn.Module
+    _n_items: int
+
+    def _common_init(self, params: dict[str, Any]) -> None:
+        for key, value in params.items():
+            if key not in ("self", "__class__"):
+                setattr(self, key, value)
+
+    # ------------------------------------------------------------------ parameters
+    def _validate_params(self) -> None:
+        for key in ("dim", "max_len", "epochs", "batch_size", "negatives", "patience"):
+            _check_int(key, getattr(self, key), 1)
+        _check_int("warmup_steps", self.warmup_steps, 0)
+        _check_int("seed", self.seed, 0)
+        _check_float("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        _check_float("learning_rate", self.learning_rate, 0.0, math.inf, lo_open=True)
+        _check_float("weight_decay", self.weight_decay, 0.0, math.inf)
+        _check_float("clip_norm", self.clip_norm, 0.0, math.inf)
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not isinstance(self.verbose, bool):
+            raise ConfigError(f"verbose must be True or False, got {self.verbose!r}")
+        self._device()  # a bad device name fails here, before training
+
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            if not torch.cuda.is_available():
+                return torch.device("cpu")
+            return torch.device("cuda", torch.cuda.current_device())  # torchrun: LOCAL_RANK
+        try:
+            dev = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"device: {exc} (got {self.device!r})") from exc
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device={self.device!r} but CUDA is not available")
+        return dev
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _build_net(self, n_items: int) -> nn.Module:
+        raise NotImplementedError
+
+    def _hidden(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, D) of padded inputs (B, L) (``net`` may be DDP-wrapped)."""
+        return net(inputs)
+
+    def _pairs(
+        self, windows: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Next-item training: each position predicts the following item (0: no target)."""
+        inputs, targets = windows[:, :-1], windows[:, 1:]
+        return inputs, torch.where(inputs > 0, targets, 0)
+
+    def _score_inputs(self, histories: Histories) -> np.ndarray:
+        """The (n, max_len) padded network inputs of histories (latest item last)."""
+        return last_items(histories, self.max_len)
+
+    def _output_items(self, net: nn.Module) -> torch.Tensor:
+        """Output embeddings of the catalog's items, (n_items, D) (tied to the input ones)."""
+        emb: nn.Embedding = net.item_emb  # type: ignore[assignment]
+        return emb.weight[1 : self._n_items + 1]
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, train_data: Interactions, valid: Interactions | None) -> None:
+        init_distributed()  # under torchrun, every process trains on its share of windows
+        torch.manual_seed(self.seed)  # same initial weights in every process
+        device = self._device()
+        self._n_items = train_data.n_items
+        self._net = self._build_net(train_data.n_items).to(device)
+        windows = training_windows(train_data.histories(), self.max_len)
+        if len(windows) == 0:
+            raise DataError(
+                f"{type(self).__name__}: no history has 2 events or more, so there is no "
+                "next item to learn from"
+            )
+        log_q = None
+        if self.loss == "sampled":
+            counts = np.bincount(train_data.item, minlength=train_data.n_items) + 1.0
+            log_q = torch.from_numpy(np.log(counts / counts.sum())).float().to(device)
+        validate = None
+        if valid is not None and valid.n_events:
+            validate = self._validator(train_data, valid)
+        config = TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+            clip_norm=self.clip_norm,
+            patience=self.patience,
+            loss=self.loss,
+            negatives=self.negatives,
+            seed=self.seed,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        )
+        result = train(
+            self._net,
+            self._hidden,
+            self._output_items,
+            windows,
+            self._pairs,
+            config,
+            device,
+            log_q=log_q,
+            validate=validate,
+        )
+        self.best_epoch_ = int(result.best_epoch)
+        self.epochs_run_ = int(result.epochs_run)
+        self.best_valid_ndcg_ = None if math.isnan(result.best_valid) else result.best_valid
+        #: per epoch [epoch, mean training loss, validation NDCG@10 or None, seconds]
+        self.training_log_ = [
+            [e, loss, None if math.isnan(v) else v, sec] for e, loss, v, sec in result.history
+        ]
+
+    def _validator(self, train_data: Interactions, valid: Interactions) -> Any:
+        """NDCG@10 of each validation user's first held-out item, scored from the train
+        history with its items excluded (ties count against the target)."""
+        users = np.unique(valid.user)
+        first = valid.indptr[users]  # each user's first held-out event
+        target = valid.item[first].astype(np.int64)
+        hist = train_data.histories(users)
+        keep = hist.lengths > 0
+        hist, target = hist.select(keep), target[keep]
+        seen = hist.to_csr()
+
+        def ndcg10() -> float:
+            total = 0.0
+            for start in range(0, len(hist), 1024):
+                rows = np.arange(start, min(start + 1024, len(hist)))
+                s = self._raw_scores(hist.select(rows))
+                t = torch.from_numpy(target[rows])
+                tgt = s[torch.arange(len(rows)), t].clone()
+                sub = seen[rows].tocoo()
+                s[torch.from_numpy(sub.row).long(), torch.from_numpy(sub.col).long()] = -torch.inf
+                rank = (s > tgt[:, None]).sum(1)
+                total += float(torch.where(rank < 10, 1 / torch.log2(rank + 2.0), 0).sum())
+            return total / max(1, len(hist))
+
+        return ndcg10
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def _raw_scores(self, histories: Histories) -> torch.Tensor:
+        """(n, n_items) float32 CPU scores: last hidden state times the output items."""
+        net = self._net
+        net.eval()
+        device = next(net.parameters()).device
+        inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            last = self._hidden(net, inputs)[:, -1]
+            out = last.float() @ self._output_items(net).float().T
+        return out.float().cpu()
+
+    def _score(self, histories: Histories) -> np.ndarray:
+        out = np.empty((len(histories), self._n_items), dtype=np.float32)
+        step = min(batch_rows(self._n_items), 1024)
+        for start in range(0, len(histories), step):
+            rows = np.arange(start, min(start + step, len(histories)))
+            out[rows] = self._raw_scores(histories.select(rows)).numpy()
+        return out
+
+    def item_vectors(self) -> np.ndarray:
+        self._check_fitted()
+        return self._output_items(self._net).detach().float().cpu().numpy()
+
+    # ------------------------------------------------------------------ persistence
+    def _save_extra(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().cpu().contiguous() for k, v in self._net.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_FILE))
+
+    def _load_extra(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        file = path / WEIGHTS_FILE
+        if not file.is_file():
+            raise DataError(f"{path}: no {WEIGHTS_FILE} (the network's weights)")
+        self._n_items = len(self.items_)
+        self._net = self._build_net(self._n_items)
+        try:
+            self._net.load_state_dict(load_file(str(file)))
+        except RuntimeError as exc:
+            raise DataError(f"{file}: weights do not fit the model's parameters ({exc})") from exc
+        self._net.to(self._device()).eval()
+
+
+def _check_int(name: str, value: object, low: int) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def _check_float(
+    name: str, value: object, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
+) -> None:
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    v = float(value) if ok else math.nan  # type: ignore[arg-type]
+    if not ok or not (v > lo if lo_open else v >= lo) or not (v < hi if hi_open else v <= hi):
+        bounds = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise ConfigError(f"{name} must be a number in {bounds}, got {value!r}")

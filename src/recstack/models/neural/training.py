@@ -1,0 +1,245 @@
+"""The training loop shared by every neural model.
+
+One loop for all: mini-batches of padded windows, a loss over the item catalog (full
+softmax cross-entropy by default, the strongest choice for sequential models per Klenitskiy
+& Vasilev 2023; sampled softmax with logQ correction for large catalogs), AdamW with linear
+warm-up, gradient clipping, early stopping on validation NDCG@10 (best weights restored),
+seeds, a progress bar, CPU or CUDA (bf16 autocast on CUDA) and, when ``torch.distributed``
+is initialized (``torchrun``), DistributedDataParallel with the windows sharded by rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from recstack.errors import ModelFitError
+
+#: (inputs (B, L), targets (B, L); 0 = no target) from a batch of windows and a generator
+PairsFn = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimization settings (the models' hyper-parameters of the same names)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    warmup_steps: int
+    clip_norm: float
+    patience: int
+    loss: str  # "ce" | "sampled"
+    negatives: int
+    seed: int
+    verbose: bool
+    name: str
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_valid: float
+    epochs_run: int
+    #: per epoch: (epoch, mean loss, valid NDCG@10 or nan, seconds since training started)
+    history: list[tuple[int, float, float, float]]
+
+
+def catalog_loss(
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    item_weights: torch.Tensor,
+    *,
+    loss: str,
+    negatives: int,
+    log_q: torch.Tensor | None,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Mean cross-entropy of predicting ``targets`` from ``hidden``.
+
+    Parameters
+    ----------
+    hidden : (N, D)
+        Network outputs at the positions that have a target.
+    targets : (N,) int64
+        Target item indices, 0-based (catalog order).
+    item_weights : (n_items, D)
+        Output item embeddings (logit of item ``j`` = ``hidden @ item_weights[j]``).
+    loss : {"ce", "sampled"}
+        ``"ce"``: softmax over the whole catalog. ``"sampled"``: the target against
+        ``negatives`` items shared by the batch, drawn from ``q`` (``log_q``, (n_items,)),
+        every logit corrected by ``- log q`` so the estimate is consistent (Bengio &
+        Senécal; Yi et al. 2019); a negative equal to the row's target is masked.
+    """
+    if loss == "ce":
+        return F.cross_entropy(hidden @ item_weights.T, targets)
+    assert log_q is not None
+    neg = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
+    neg = neg.to(hidden.device)
+    pos_logit = (hidden * item_weights[targets]).sum(-1) - log_q[targets]
+    neg_logit = hidden @ item_weights[neg].T - log_q[neg][None, :]
+    neg_logit = neg_logit.masked_fill(neg[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos_logit[:, None], neg_logit], dim=1)
+    return F.cross_entropy(
+        logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
+    )
+
+
+def init_distributed() -> None:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1): gloo on
+    CPU, NCCL on GPU (each process on ``cuda:LOCAL_RANK``). A no-op otherwise or if done."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return
+    if torch.distributed.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        torch.distributed.init_process_group("nccl")
+    else:
+        torch.distributed.init_process_group("gloo")
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside ``torch.distributed``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def train(
+    net: nn.Module,
+    hidden_fn: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+    output_fn: Callable[[nn.Module], torch.Tensor],
+    windows: np.ndarray,
+    pairs: PairsFn,
+    config: TrainConfig,
+    device: torch.device,
+    *,
+    log_q: torch.Tensor | None = None,
+    validate: Callable[[], float] | None = None,
+) -> TrainResult:
+    """Train ``net`` in place and restore the weights of its best validation epoch.
+
+    Parameters
+    ----------
+    net : nn.Module
+        The model (on ``device``).
+    hidden_fn : callable
+        ``hidden_fn(module, inputs (B, L)) -> (B, L, D)`` (``module`` is ``net`` or its
+        DDP wrapper, so gradients synchronize).
+    output_fn : callable
+        ``output_fn(net) -> (n_items, D)`` output item embeddings.
+    windows : (n_windows, L + 1) int64
+        Training windows (:func:`~recstack.models.neural.sequences.training_windows`).
+    pairs : callable
+        Turns a batch of windows into (inputs, targets) (next item, or masked items).
+    validate : callable, optional
+        Validation NDCG@10 of the current weights; enables early stopping.
+    """
+    rank, world = _distributed()
+    n_windows = len(windows)
+    module: nn.Module = net
+    if world > 1:
+        module = nn.parallel.DistributedDataParallel(net)
+        windows = windows[rank::world]  # each process its share of the windows
+    decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "emb" not in n]
+    no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.learning_rate,
+    )
+    warmup = max(1, config.warmup_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup))
+    gen = torch.Generator().manual_seed(config.seed + rank)
+    rng = np.random.default_rng(config.seed + rank)
+    data = torch.from_numpy(windows)
+    # the global batch stays batch_size (each process takes its share), so a run on N
+    # processes takes the same steps as on one; every process runs the same number of
+    # steps (DDP needs it): the largest share's
+    batch_size = max(1, math.ceil(config.batch_size / world))
+    largest_share = math.ceil(n_windows / world)
+    n_batches = max(1, math.ceil(largest_share / batch_size))
+    autocast = device.type == "cuda"
+    best = (-math.inf, 0)
+    best_state = None
+    history: list[tuple[int, float, float, float]] = []
+    start = time.perf_counter()
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"{config.name} training",
+        unit="epoch",
+        disable=not config.verbose or rank != 0,
+        leave=False,
+    )
+    epoch = 0
+    for epoch in bar:
+        net.train()
+        order = torch.from_numpy(rng.permutation(len(data)))
+        total, count = 0.0, 0
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            if len(idx) == 0:  # a smaller share than another process's: reuse a batch
+                idx = order[:batch_size]
+            inputs, targets = pairs(data[idx], gen)
+            inputs, targets = inputs.to(device), targets.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                hidden = hidden_fn(module, inputs)
+                at = targets > 0
+                value = catalog_loss(
+                    hidden[at].float(),
+                    targets[at] - 1,
+                    output_fn(net).float(),
+                    loss=config.loss,
+                    negatives=config.negatives,
+                    log_q=log_q,
+                    generator=gen,
+                )
+            if not torch.isfinite(value):
+                raise ModelFitError(
+                    f"{config.name}: the loss became {value.item()} at epoch {epoch}; lower "
+                    f"learning_rate (now {config.learning_rate})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            value.backward()
+            if config.clip_norm > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), config.clip_norm)
+            optimizer.step()
+            scheduler.step()
+            total += value.item()
+            count += 1
+        score = float("nan")
+        if validate is not None:
+            net.eval()
+            score = validate()
+            if score > best[0]:
+                best = (score, epoch)
+                best_state = copy.deepcopy(net.state_dict())
+        history.append((epoch, total / count, score, time.perf_counter() - start))
+        bar.set_postfix(loss=f"{total / count:.4f}", valid_ndcg10=f"{score:.4f}")
+        if validate is not None and epoch - best[1] >= config.patience:
+            break
+    bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    return TrainResult(
+        best_epoch=best[1] if validate is not None else epoch,
+        best_valid=best[0] if validate is not None else float("nan"),
+        epochs_run=epoch,
+        history=history,
+    )

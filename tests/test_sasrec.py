@@ -1,0 +1,186 @@
+"""SASRec and the sequential framework: windows, the planted next-item rule, causality,
+reproducibility, save/load, sampled softmax, bad parameters, the conformance suite."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conformance import RecommenderConformance
+from recstack.data import Histories, Interactions
+from recstack.errors import ConfigError, DataError
+from recstack.models import Recommender
+
+torch = pytest.importorskip("torch")
+
+from recstack.models.neural.sasrec import SASRec  # noqa: E402
+from recstack.models.neural.sequences import last_items, training_windows  # noqa: E402
+
+FAST = {"dim": 16, "heads": 2, "layers": 1, "epochs": 3, "verbose": False, "device": "cpu"}
+
+
+class TestSASRec(RecommenderConformance):
+    def make_model(self) -> Recommender:
+        return SASRec(max_len=10, **FAST)
+
+
+# ---------------------------------------------------------------------------- windows
+def test_last_items_right_aligns_and_shifts() -> None:
+    h = Histories.from_lists([[3, 1, 4, 1, 5], [], [2]], 6)
+    np.testing.assert_array_equal(
+        last_items(h, 3), [[5, 2, 6], [0, 0, 0], [0, 0, 3]]
+    )  # items + 1, latest last
+    np.testing.assert_array_equal(last_items(h, 6)[0], [0, 4, 2, 5, 2, 6])
+
+
+def test_training_windows_cover_every_target_once() -> None:
+    rng = np.random.default_rng(0)
+    seqs = [rng.integers(0, 50, size=n) for n in (1, 2, 7, 10, 11, 23)]
+    h = Histories.from_lists(seqs, 50)
+    length = 5
+    w = training_windows(h, length)
+    assert w.shape[1] == length + 1
+    # brute force: each window's (input, target) pairs, collected per sequence
+    got = sorted((int(a), int(b)) for row in w for a, b in itertools.pairwise(row) if a > 0)
+    want = sorted((int(a) + 1, int(b) + 1) for s in seqs for a, b in itertools.pairwise(s))
+    assert got == want
+    # windows are contiguous slices of a history: no padding after a real item
+    real = w > 0
+    assert not np.any(real[:, :-1] & ~real[:, 1:])
+    assert training_windows(Histories.from_lists([[1], []], 5), 4).shape == (0, 5)
+
+
+# ---------------------------------------------------------------------------- learning
+def successor_data(n_items: int = 30, n_users: int = 300, seed: int = 0) -> Interactions:
+    """Users walk a fixed permutation: item ``perm[i]`` always follows item ``i``."""
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_items)
+    rows = []
+    for u in range(n_users):
+        item = int(rng.integers(n_items))
+        for t in range(int(rng.integers(5, 21))):
+            rows.append((u, item, t))
+            item = int(perm[item])
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    data = Interactions.from_frame(df)
+    data.successor = perm  # type: ignore[attr-defined]
+    return data
+
+
+def successor_hit_rate(model: SASRec, data: Interactions) -> float:
+    perm = data.successor  # type: ignore[attr-defined]
+    ids = data.items.ids.astype(int)
+    index = {int(x): i for i, x in enumerate(ids)}
+    rng = np.random.default_rng(1)
+    hits = []
+    for _ in range(100):
+        start = int(rng.integers(len(perm)))
+        seq = [start]
+        for _ in range(int(rng.integers(1, 8))):
+            seq.append(int(perm[seq[-1]]))
+        h = Histories.from_lists([[index[x] for x in seq]], data.n_items)
+        top = model.recommend(histories=h, k=1, exclude_seen=False).index[0, 0]
+        hits.append(int(ids[top]) == int(perm[seq[-1]]))
+    return float(np.mean(hits))
+
+
+def test_sasrec_learns_a_planted_next_item_rule() -> None:
+    data = successor_data()
+    model = SASRec(dim=32, heads=2, layers=1, max_len=20, epochs=40, verbose=False, seed=0)
+    model.fit(data)
+    assert successor_hit_rate(model, data) >= 0.95
+
+
+def test_sampled_softmax_learns_the_rule_too() -> None:
+    data = successor_data()
+    model = SASRec(
+        dim=32, layers=1, max_len=20, epochs=40, loss="sampled", negatives=10, verbose=False
+    )
+    assert successor_hit_rate(model.fit(data), data) >= 0.9
+
+
+def test_causal_model_never_sees_the_future() -> None:
+    model = SASRec(max_len=8, **FAST).fit(successor_data())
+    net = model._net.eval()
+    x = torch.tensor([[0, 0, 3, 5, 7, 9, 11, 13]])
+    y = x.clone()
+    y[0, 5:] = torch.tensor([2, 4, 6])
+    with torch.no_grad():
+        a, b = net(x), net(y)
+    torch.testing.assert_close(a[:, :5], b[:, :5])
+    assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_early_stopping_keeps_the_best_epoch() -> None:
+    data = successor_data(n_users=200)
+    hist = data.histories()
+    last = hist.indptr[1:] - 1
+    is_last = np.zeros(data.n_events, dtype=bool)
+    is_last[last] = True
+    train, valid = data.select(~is_last), data.select(is_last)
+    model = SASRec(dim=16, layers=1, max_len=10, epochs=30, patience=3, verbose=False)
+    model.fit(train, valid)
+    assert 1 <= model.best_epoch_ <= model.epochs_run_ <= 30
+    assert model.best_valid_ndcg_ is not None and model.best_valid_ndcg_ > 0.5
+    assert model.epochs_run_ - model.best_epoch_ <= 3
+
+
+def test_fit_is_reproducible_with_a_seed() -> None:
+    data = successor_data(n_users=80)
+    h = data.histories(np.arange(10))
+    a = SASRec(max_len=10, seed=3, **FAST).fit(data).score(h)
+    b = SASRec(max_len=10, seed=3, **FAST).fit(data).score(h)
+    c = SASRec(max_len=10, seed=4, **FAST).fit(data).score(h)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
+    data = successor_data(n_users=80)
+    model = SASRec(max_len=10, **FAST).fit(data)
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "weights.safetensors").is_file()
+    loaded = Recommender.load(tmp_path / "m")
+    h = data.histories(np.arange(20))
+    np.testing.assert_array_equal(model.score(h), loaded.score(h))
+    (tmp_path / "m" / "weights.safetensors").unlink()
+    with pytest.raises(DataError, match=r"weights\.safetensors"):
+        Recommender.load(tmp_path / "m")
+
+
+def test_attention_weights_view() -> None:
+    model = SASRec(max_len=6, **FAST).fit(successor_data(n_users=60))
+    weights = model.attention(Histories.from_lists([[1, 2, 3]], model.n_items))
+    assert len(weights) == 1 and weights[0].shape == (1, 2, 6, 6)
+    w = weights[0][0]
+    np.testing.assert_allclose(w[:, -3:, -3:].sum(-1), 1.0, rtol=1e-5)  # real queries
+    assert np.all(np.triu(w[0, -3:, -3:], 1) == 0)  # causal: no weight on later items
+
+
+@pytest.mark.parametrize(
+    ("param", "value"),
+    [
+        ("dim", 0),
+        ("layers", 0),
+        ("heads", 3),  # 64 is not a multiple of 3
+        ("dropout", 1.0),
+        ("learning_rate", 0.0),
+        ("loss", "bpr"),
+        ("epochs", 2.5),
+        ("device", "tpu"),
+        ("verbose", "yes"),
+    ],
+)
+def test_bad_parameters_name_themselves(param: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=param):
+        SASRec(**{param: value}).fit(successor_data(n_users=20))  # type: ignore[arg-type]
+
+
+def test_no_sequence_to_learn_from() -> None:
+    one_each = Interactions.from_frame(pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2]}))
+    with pytest.raises(DataError, match="2 events"):
+        SASRec(**FAST).fit(one_each)
