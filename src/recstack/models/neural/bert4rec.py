@@ -18,56 +18,36 @@ import torch
 from torch import nn
 
 from recstack.data import Histories
-from recstack.errors import ConfigError
-from recstack.models.neural.attention import TransformerEncoder
-from recstack.models.neural.base import SequentialRecommender, _check_float, _check_int
+from recstack.models.neural.base import _check_float, _check_int
 from recstack.models.neural.sequences import last_items
+from recstack.models.neural.transformer import TransformerRecommender, TransformerSequenceNet
 
 
-class BERT4RecNet(nn.Module):
-    """Item + learned position embeddings -> bidirectional Transformer -> output transform.
+class BERT4RecNet(TransformerSequenceNet):
+    """The bidirectional :class:`TransformerSequenceNet` with BERT's masked-LM output
+    transform (dense, GELU, LayerNorm) before the dot with the (tied) items; row
+    ``n_items + 1`` of ``item_emb`` is the mask token.
 
-    ``item_emb`` has ``n_items + 2`` rows: 0 = padding, 1..n_items = the items (also the
-    tied output embeddings), ``n_items + 1`` = the mask token. The output transform
-    (dense, GELU, LayerNorm) is BERT's masked-LM head, before the dot with the items.
+    Positions start at the items' unit scale (std 1, items ``dim^-0.5`` times
+    ``sqrt(dim)``): a masked slot finds its neighbours by position alone, and BERT's 0.02
+    learns far slower.
     """
 
     def __init__(
         self, n_items: int, dim: int, max_len: int, heads: int, layers: int, dropout: float
     ) -> None:
-        super().__init__()
-        self.item_emb = nn.Embedding(n_items + 2, dim, padding_idx=0)
-        self.pos_emb = nn.Embedding(max_len, dim)
-        self.dropout = nn.Dropout(dropout)
-        self.encoder = TransformerEncoder(dim, heads, layers, dropout)
+        super().__init__(n_items, dim, max_len, heads, layers, dropout, causal=False, pos_std=1.0)
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
-        nn.init.normal_(self.item_emb.weight, std=dim**-0.5)
-        # the items enter at unit scale (std dim^-0.5 times sqrt(dim)); positions do too, as
-        # a masked slot finds its neighbours by position alone (BERT's 0.02 learns far slower)
-        nn.init.normal_(self.pos_emb.weight, std=1.0)
-        with torch.no_grad():
-            self.item_emb.weight[0].zero_()
-        self.scale = dim**0.5
 
     def forward(self, items: torch.Tensor, return_weights: bool = False) -> Any:
-        """``items``: (B, L) padded (0) item indices shifted by one, mask tokens included.
-
-        Returns (B, L, D) hidden states (and each layer's (B, H, L, L) attention weights
-        when ``return_weights``).
-        """
-        length = items.shape[1]
-        # positions count from the right end, where the latest item (or the mask) sits
-        pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
-        x = self.item_emb(items) * self.scale + self.pos_emb(pos)[None]  # (B, L, D)
-        padding = items == 0
-        x = self.dropout(x) * (~padding)[..., None]
-        out = self.encoder(x, causal=False, padding=padding, return_weights=return_weights)
+        """As :meth:`TransformerSequenceNet.forward`, the output transform applied."""
+        out = super().forward(items, return_weights)
         if return_weights:
             return self.head(out[0]), out[1]
         return self.head(out)
 
 
-class BERT4Rec(SequentialRecommender):
+class BERT4Rec(TransformerRecommender):
     """Bidirectional encoder representations from Transformers for sequential
     recommendation (Sun et al., "BERT4Rec", CIKM 2019).
 
@@ -108,14 +88,10 @@ class BERT4Rec(SequentialRecommender):
     """
 
     name = "bert4rec"
-    layers: int
-    heads: int
     mask_prob: float
     last_mask_prob: float
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
-        **SequentialRecommender.search_space,
-        "layers": ("int", 1, 3),
-        "heads": ("categorical", [1, 2, 4]),
+        **TransformerRecommender.search_space,
         "mask_prob": ("float", 0.1, 0.6),
         "last_mask_prob": ("float", 0.0, 0.5),
     }
@@ -146,14 +122,10 @@ class BERT4Rec(SequentialRecommender):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        _check_int("layers", self.layers, 1)
-        _check_int("heads", self.heads, 1)
         # the mask token takes one of the max_len positions: at least one is left for history
         _check_int("max_len", self.max_len, 2)
         _check_float("mask_prob", self.mask_prob, 0.0, 1.0, lo_open=True)
         _check_float("last_mask_prob", self.last_mask_prob, 0.0, 1.0)
-        if self.dim % self.heads:
-            raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
 
     def _build_net(self, n_items: int) -> nn.Module:
         return BERT4RecNet(n_items, self.dim, self.max_len, self.heads, self.layers, self.dropout)
@@ -180,14 +152,3 @@ class BERT4Rec(SequentialRecommender):
         hist = last_items(histories, self.max_len - 1)
         mask = np.full((len(hist), 1), self._n_items + 1, dtype=np.int64)
         return np.concatenate([hist, mask], axis=1)
-
-    def attention(self, histories: Histories) -> list[np.ndarray]:
-        """Attention weights of each layer when scoring the histories, a list of
-        (n, heads, max_len, max_len) arrays (query row, key column; padded positions first,
-        the mask token last): the last row shows which history items fill in the next one."""
-        self._check_fitted()
-        device = next(self._net.parameters()).device
-        inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
-        with torch.no_grad():
-            _, weights = self._net(inputs, return_weights=True)
-        return [w.float().cpu().numpy() for w in weights]

@@ -1,0 +1,94 @@
+"""What the Transformer sequence models (SASRec, BERT4Rec) share: the network's input side
+(item + learned position embeddings into a :class:`TransformerEncoder`) and, on the model,
+the ``layers``/``heads`` parameters and the attention-weights view."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from recstack.data import Histories
+from recstack.errors import ConfigError
+from recstack.models.neural.attention import TransformerEncoder
+from recstack.models.neural.base import SequentialRecommender, _check_int
+
+
+class TransformerSequenceNet(nn.Module):
+    """Item + learned position embeddings -> Transformer encoder -> (B, L, D).
+
+    ``item_emb`` has ``n_items + 2`` rows (0 = padding, ``n_items + 1`` = mask token); its
+    rows 1..n_items are also the output embeddings (tied). Positions count from the right
+    end, where the latest item sits. ``causal`` masks later positions (SASRec) or not
+    (BERT4Rec); ``pos_std`` is the position embeddings' initial scale.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        dim: int,
+        max_len: int,
+        heads: int,
+        layers: int,
+        dropout: float,
+        *,
+        causal: bool,
+        pos_std: float,
+    ) -> None:
+        super().__init__()
+        self.causal = causal
+        self.item_emb = nn.Embedding(n_items + 2, dim, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_len, dim)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = TransformerEncoder(dim, heads, layers, dropout)
+        nn.init.normal_(self.item_emb.weight, std=dim**-0.5)
+        nn.init.normal_(self.pos_emb.weight, std=pos_std)
+        with torch.no_grad():
+            self.item_emb.weight[0].zero_()
+        self.scale = dim**0.5
+
+    def forward(self, items: torch.Tensor, return_weights: bool = False) -> Any:
+        """``items``: (B, L) padded (0) item indices shifted by one, latest last.
+
+        Returns (B, L, D) hidden states (and each layer's (B, H, L, L) attention weights
+        when ``return_weights``).
+        """
+        length = items.shape[1]
+        pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
+        x = self.item_emb(items) * self.scale + self.pos_emb(pos)[None]
+        padding = items == 0
+        x = self.dropout(x) * (~padding)[..., None]
+        return self.encoder(x, causal=self.causal, padding=padding, return_weights=return_weights)
+
+
+class TransformerRecommender(SequentialRecommender):
+    """A :class:`SequentialRecommender` on a :class:`TransformerSequenceNet`: adds
+    ``layers`` and ``heads`` and :meth:`attention`."""
+
+    layers: int
+    heads: int
+    search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **SequentialRecommender.search_space,
+        "layers": ("int", 1, 3),
+        "heads": ("categorical", [1, 2, 4]),
+    }
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        _check_int("layers", self.layers, 1)
+        _check_int("heads", self.heads, 1)
+        if self.dim % self.heads:
+            raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+
+    def attention(self, histories: Histories) -> list[np.ndarray]:
+        """Attention weights of each layer when scoring the histories, a list of
+        (n, heads, max_len, max_len) arrays (query row, key column; padded positions first,
+        the scored position last). A cheap view of which history items the model reads."""
+        self._check_fitted()
+        device = next(self._net.parameters()).device
+        inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
+        with torch.no_grad():
+            _, weights = self._net(inputs, return_weights=True)
+        return [w.float().cpu().numpy() for w in weights]
