@@ -436,3 +436,24 @@ class RecommenderConformance:
         assert unknown.queries.tolist() == [queries[0], "no-such-item"]
         assert np.all(unknown.index[1] == -1) and np.all(unknown.scores[1] == -np.inf)
         np.testing.assert_array_equal(unknown.index[0], sims.index[0])
+
+
+def cycle_data(
+    n_items: int = 30, n_users: int = 300, seed: int = 0
+) -> tuple[Interactions, dict[str, str]]:
+    """The planted next-item rule: users walk one cycle through the whole catalog (a fixed
+    random order), starting anywhere, 5 to 20 steps, so item ``succ[i]`` always follows item
+    ``i`` and no history repeats an item (the successor is never excluded as seen). Returns
+    the data and ``succ`` keyed by external item ID."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_items)
+    succ = np.empty(n_items, dtype=np.int64)
+    succ[order] = np.roll(order, -1)
+    rows = []
+    for u in range(n_users):
+        item = int(rng.integers(n_items))
+        for t in range(int(rng.integers(5, 21))):
+            rows.append((u, item, t))
+            item = int(succ[item])
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return Interactions.from_frame(frame), {str(i): str(s) for i, s in enumerate(succ)}

@@ -4,14 +4,13 @@ save/load, bad parameters, the conformance suite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conformance import RecommenderConformance
+from conformance import RecommenderConformance, cycle_data
 from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError, DataError
 from recstack.models import Recommender
@@ -23,41 +22,15 @@ from recstack.models.neural.bert4rec import BERT4Rec  # noqa: E402
 FAST = {"dim": 16, "heads": 2, "layers": 1, "epochs": 3, "verbose": False, "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks train several times faster on one thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TestBERT4Rec(RecommenderConformance):
     def make_model(self) -> Recommender:
         return BERT4Rec(max_len=10, **FAST)
 
 
-def cycle_data(n_items: int = 30, n_users: int = 300, seed: int = 0) -> Interactions:
-    """Users walk one cycle through the whole catalog (a fixed random order), starting
-    anywhere, 5 to 20 steps: item ``succ[i]`` always follows item ``i`` and no history
-    repeats an item (so the successor is never excluded as seen)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_items)
-    succ = np.empty(n_items, dtype=np.int64)
-    succ[order] = np.roll(order, -1)
-    rows = []
-    for u in range(n_users):
-        item = int(rng.integers(n_items))
-        for t in range(int(rng.integers(5, 21))):
-            rows.append((u, item, t))
-            item = int(succ[item])
-    return Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
-
-
 def fitted_for_masking(n_items: int = 40, **params: object) -> BERT4Rec:
     """A model whose ``_pairs`` can run (it needs the catalog size, set by ``fit``)."""
     model = BERT4Rec(max_len=8, **{**FAST, "epochs": 1, **params})  # type: ignore[arg-type]
-    return model.fit(cycle_data(n_items=n_items, n_users=20))
+    return model.fit(cycle_data(n_items=n_items, n_users=20)[0])
 
 
 def random_windows(n: int, length: int, n_items: int, seed: int = 0) -> torch.Tensor:
@@ -158,7 +131,7 @@ def test_score_inputs_end_with_the_mask_token() -> None:
 
 
 def test_mask_token_is_never_scored_or_recommended() -> None:
-    data = cycle_data(n_users=60)
+    data = cycle_data(n_users=60)[0]
     model = BERT4Rec(max_len=10, **FAST).fit(data)
     net = model._net
     with torch.no_grad():  # make the mask token's embedding the best match for everything
@@ -179,7 +152,7 @@ def test_mask_token_is_never_scored_or_recommended() -> None:
 
 
 def test_attention_is_bidirectional() -> None:
-    model = BERT4Rec(max_len=8, **FAST).fit(cycle_data(n_users=60))
+    model = BERT4Rec(max_len=8, **FAST).fit(cycle_data(n_users=60)[0])
     net = model._net.eval()
     x = torch.tensor([[0, 0, 3, 5, 7, 9, 11, 13]])
     y = x.clone()
@@ -197,7 +170,7 @@ def test_attention_is_bidirectional() -> None:
 
 # ---------------------------------------------------------------------------- learning
 def test_bert4rec_learns_a_planted_next_item_rule() -> None:
-    data = cycle_data()
+    data = cycle_data()[0]
     hist = data.histories()
     is_last = np.zeros(data.n_events, dtype=bool)
     is_last[hist.indptr[1:] - 1] = True
@@ -214,7 +187,7 @@ def test_bert4rec_learns_a_planted_next_item_rule() -> None:
 
 
 def test_early_stopping_on_validation() -> None:
-    data = cycle_data(n_users=150)
+    data = cycle_data(n_users=150)[0]
     hist = data.histories()
     is_last = np.zeros(data.n_events, dtype=bool)
     is_last[hist.indptr[1:] - 1] = True
@@ -226,7 +199,7 @@ def test_early_stopping_on_validation() -> None:
 
 
 def test_fit_is_reproducible_with_a_seed() -> None:
-    data = cycle_data(n_users=80)
+    data = cycle_data(n_users=80)[0]
     h = data.histories(np.arange(10))
     a = BERT4Rec(max_len=10, seed=3, **FAST).fit(data).score(h)
     b = BERT4Rec(max_len=10, seed=3, **FAST).fit(data).score(h)
@@ -236,7 +209,7 @@ def test_fit_is_reproducible_with_a_seed() -> None:
 
 
 def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
-    data = cycle_data(n_users=80)
+    data = cycle_data(n_users=80)[0]
     model = BERT4Rec(max_len=10, **FAST).fit(data)
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
@@ -266,7 +239,7 @@ def test_save_load_gives_identical_scores(tmp_path: Path) -> None:
 )
 def test_bad_parameters_name_themselves(param: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"{param}.*{value!r}|{param}.*\({value}\)"):
-        BERT4Rec(**{param: value}).fit(cycle_data(n_users=20))  # type: ignore[arg-type]
+        BERT4Rec(**{param: value}).fit(cycle_data(n_users=20)[0])  # type: ignore[arg-type]
 
 
 def test_no_sequence_to_learn_from() -> None:

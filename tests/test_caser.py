@@ -4,14 +4,12 @@ reproducibility, exact save/load, bad parameters, the conformance suite."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from conformance import RecommenderConformance
+from conformance import RecommenderConformance, cycle_data
 from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError
 from recstack.models import Recommender
@@ -24,36 +22,9 @@ from recstack.models.neural.sequences import last_items  # noqa: E402
 FAST = {"dim": 16, "horizontal": 4, "vertical": 2, "verbose": False, "device": "cpu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny networks train several times faster on one thread on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TestCaser(RecommenderConformance):
     def make_model(self) -> Recommender:
         return Caser(window=3, max_len=10, epochs=3, **FAST)
-
-
-def cycle_data(n_items: int = 30, n_users: int = 300, seed: int = 0) -> tuple[Interactions, dict]:
-    """Users walk one cycle through the whole catalog (a fixed random order), starting
-    anywhere, 5 to 20 steps: item ``succ[i]`` always follows item ``i`` and no history repeats
-    an item. Returns the data and ``succ`` keyed by external item ID."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_items)
-    succ = np.empty(n_items, dtype=np.int64)
-    succ[order] = np.roll(order, -1)
-    rows = []
-    for u in range(n_users):
-        item = int(rng.integers(n_items))
-        for t in range(int(rng.integers(5, 21))):
-            rows.append((u, item, t))
-            item = int(succ[item])
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
-    return Interactions.from_frame(frame), {str(i): str(s) for i, s in enumerate(succ)}
 
 
 @pytest.fixture(scope="module")

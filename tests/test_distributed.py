@@ -12,8 +12,9 @@ import pytest
 
 pytest.importorskip("torch")
 
+from conformance import cycle_data
 from recstack.models.neural.sasrec import SASRec
-from test_sasrec import successor_data, successor_hit_rate
+from test_sasrec import successor_hit_rate
 
 PARAMS = {"dim": 32, "heads": 2, "layers": 1, "max_len": 20, "epochs": 40, "verbose": False}
 
@@ -22,16 +23,17 @@ import hashlib, json, os, sys
 import torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-from test_sasrec import successor_data, successor_hit_rate
+from conformance import cycle_data
+from test_sasrec import successor_hit_rate
 from recstack.models.neural.sasrec import SASRec
-data = successor_data()
+data, succ = cycle_data()
 model = SASRec(device="cpu", **{params!r}).fit(data)
 weights = b"".join(v.numpy().tobytes() for v in model._net.state_dict().values())
 out = {{
     "rank": torch.distributed.get_rank(),
     "world": torch.distributed.get_world_size(),
     "sha": hashlib.sha256(weights).hexdigest(),
-    "hit_rate": successor_hit_rate(model, data),
+    "hit_rate": successor_hit_rate(model, succ),
 }}
 with open(os.path.join({out!r}, f"rank{{out['rank']}}.json"), "w") as f:
     json.dump(out, f)
@@ -49,7 +51,7 @@ def test_two_cpu_processes_match_one(tmp_path: Path) -> None:
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world"] for r in ranks] == [2, 2]
     assert ranks[0]["sha"] == ranks[1]["sha"]  # DDP kept the replicas identical
-    data = successor_data()
-    single = successor_hit_rate(SASRec(device="cpu", **PARAMS).fit(data), data)
+    data, succ = cycle_data()
+    single = successor_hit_rate(SASRec(device="cpu", **PARAMS).fit(data), succ)
     assert ranks[0]["hit_rate"] >= 0.95
     assert ranks[0]["hit_rate"] >= single - 0.05, (ranks[0]["hit_rate"], single)

@@ -24,16 +24,6 @@ from recstack.models.neural.two_tower import Tower, TwoTower, TwoTowerNet  # noq
 SMALL = {"dim": 16, "hidden": 32, "max_len": 12, "device": "cpu", "verbose": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronization, which costs seconds per fit
-    on a busy 2-core machine (module scope: it also covers the class-scoped fits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class TestTwoTower(RecommenderConformance):
     def make_model(self) -> Recommender:
         return TwoTower(**SMALL, epochs=3, batch_size=16, warmup_steps=2)
