@@ -1,4 +1,5 @@
-"""The ``recstack`` command line: data info, split, train, evaluate, compare, recommend, quickstart.
+"""The ``recstack`` command line: data info, split, train, evaluate, compare, recommend,
+explain, quickstart.
 
 Every command has ``--help``, prints readable tables (rich) and can write JSON for machines.
 Bad input ends with one line on stderr and exit code 2, never a traceback.
@@ -108,7 +109,10 @@ def _model(name: str, params: dict[str, Any]) -> Any:
 
 
 #: metric families shown in tables, in order
-_SHOWN = ("ndcg", "hr", "recall", "precision", "map", "mrr", "coverage", "novelty", "ild")
+_SHOWN = (
+    "ndcg", "hr", "recall", "precision", "map", "mrr", "coverage", "novelty", "ild",
+    "miscalibration",
+)  # fmt: skip
 
 
 def _metrics_by_k(metrics: dict[str, float], ks: tuple[int, ...], title: str) -> Table:
@@ -160,15 +164,47 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def _fit_evaluate(model: Any, split: Any, ks: tuple[int, ...]) -> tuple[Any, float]:
+RerankOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank",
+        help="Re-rank each user's top candidates, e.g. mmr:0.3 (mmr:LAMBDA, mmr-mean:LAMBDA, "
+        "dpp:THETA, calibrate:LAMBDA, cap:N); the metrics then describe the re-ranked lists.",
+    ),
+]
+CandidatesOpt = Annotated[
+    int, typer.Option("--candidates", help="How many top-scored items --rerank chooses from.")
+]
+
+
+def _reranker(spec: str | None, candidates: int, ks: tuple[int, ...]) -> Any:
+    """The ``--rerank`` re-ranker (None without one), checked before any work."""
+    if spec is None:
+        return None
+    from recstack.ranking.rerank import check_candidates, parse_rerank
+
+    check_candidates(candidates, ks[-1])
+    return parse_rerank(spec)
+
+
+def _fit_evaluate(
+    model: Any, split: Any, ks: tuple[int, ...], reranker: Any = None, candidates: int = 100
+) -> tuple[Any, float]:
     from recstack.evaluation import evaluate
 
     t0 = time.perf_counter()
     with err.status(f"fitting {model!r}"):
         model.fit(split.train, split.valid)
     fit_seconds = time.perf_counter() - t0
-    result = evaluate(model, split, ks=ks, progress=True)
+    result = evaluate(model, split, ks=ks, progress=True, reranker=reranker, candidates=candidates)
     return result, fit_seconds
+
+
+def _rerank_note(result: Any) -> str:
+    return (
+        f"re-ranked with {result.rerank} from the top {result.candidates} "
+        f"({1000 * result.rerank_seconds / max(1, result.n_users):.3f} ms per user)"
+    )
 
 
 # ---------------------------------------------------------------------------- commands
@@ -396,31 +432,36 @@ def evaluate_cmd(
     recs_out: Annotated[
         Path | None, typer.Option("--recs", help="Write the top max(K) lists as CSV.")
     ] = None,
+    rerank: RerankOpt = None,
+    candidates: CandidatesOpt = 100,
 ) -> None:
     """Fit on train (valid for early stopping), rank the whole catalog for every test user
     from their history (train + valid, excluded), and print the metrics."""
     ks = parse_ks(k)
     rec = _model(model, _params(param, params_file))
+    reranker = _reranker(rerank, candidates, ks)
     split = _as_split(_load(data), method)
-    result, fit_seconds = _fit_evaluate(rec, split, ks)
+    result, fit_seconds = _fit_evaluate(rec, split, ks, reranker, candidates)
     out.print(_metrics_by_k(result.metrics, ks, f"{model} on {data}"))
     out.print(
         f"{result.n_users:,} test users, {result.n_items:,} items; "
         f"fit {fit_seconds:.2f}s, evaluation {result.eval_seconds:.2f}s"
     )
+    if result.rerank:
+        out.print(_rerank_note(result))
     if json_out:
-        _write_json(
-            json_out,
-            {
-                "model": model,
-                "params": rec.get_params(),
-                "metrics": result.metrics,
-                "fit_seconds": fit_seconds,
-                "eval_seconds": result.eval_seconds,
-                "n_users": result.n_users,
-                "n_items": result.n_items,
-            },
-        )
+        payload = {
+            "model": model,
+            "params": rec.get_params(),
+            "metrics": result.metrics,
+            "fit_seconds": fit_seconds,
+            "eval_seconds": result.eval_seconds,
+            "n_users": result.n_users,
+            "n_items": result.n_items,
+        }
+        if result.rerank:
+            payload.update(rerank=result.rerank, candidates=result.candidates)
+        _write_json(json_out, payload)
     if recs_out:
         recs_out.parent.mkdir(parents=True, exist_ok=True)
         result.recs.to_frame().to_csv(recs_out, index=False)
@@ -437,13 +478,19 @@ def compare_cmd(
     method: Annotated[
         str, typer.Option("--split", help="Split method when DATA is not a saved split.")
     ] = "loo",
+    rerank: RerankOpt = None,
+    candidates: CandidatesOpt = 100,
 ) -> None:
     """Evaluate several models on one split; print a table with paired significance tests,
-    and write a self-contained HTML report."""
+    and write a self-contained HTML report (with --rerank, also the accuracy/diversity
+    trade-off curves of a sweep of the re-ranker's parameter)."""
     ks = parse_ks(k)
     recs = {name: _model(name, {}) for name in _names(models)}  # validate before any work
+    reranker = _reranker(rerank, candidates, ks)
     split = _as_split(_load(data), method)
-    _run_comparison(recs, split, ks, title=str(data), report=report)
+    _run_comparison(
+        recs, split, ks, title=str(data), report=report, reranker=reranker, candidates=candidates
+    )
 
 
 def _names(models: str) -> list[str]:
@@ -452,13 +499,19 @@ def _names(models: str) -> list[str]:
 
 
 def _run_comparison(
-    recs: dict[str, Any], split: Any, ks: tuple[int, ...], title: str, report: Path | None
+    recs: dict[str, Any],
+    split: Any,
+    ks: tuple[int, ...],
+    title: str,
+    report: Path | None,
+    reranker: Any = None,
+    candidates: int = 100,
 ) -> dict[str, Any]:
     from recstack.evaluation.compare import compare_results
 
     results, fit_seconds = {}, {}
     for name, rec in recs.items():
-        results[name], fit_seconds[name] = _fit_evaluate(rec, split, ks)
+        results[name], fit_seconds[name] = _fit_evaluate(rec, split, ks, reranker, candidates)
     metric = f"ndcg@{ks[0]}"
     table = compare_results(results, metric=metric)
     pvalues = table[f"p_{metric}"].astype(float).to_dict()
@@ -467,10 +520,23 @@ def _run_comparison(
     }
     out.print(_models_table({n: r.metrics for n, r in results.items()}, ks[0], title, extra))
     out.print(f"p: paired t-test of per-user {metric} against the best model (bold)")
+    if reranker is not None:
+        out.print(_rerank_note(next(iter(results.values()))))
     if report is not None:
+        from recstack.evaluation.evaluator import rerank_sweep
         from recstack.evaluation.report import write_report
 
-        path = write_report(results, report, title=title, fit_seconds=fit_seconds, split=split)
+        sweeps = None
+        if reranker is not None:
+            with err.status(f"sweeping {reranker.name}'s {reranker.param}"):
+                sweeps = {
+                    n: rerank_sweep(rec, split, reranker, ks=ks, candidates=candidates)
+                    for n, rec in recs.items()
+                }
+            title = f"{title}, re-ranked with {reranker.spec} from the top {candidates}"
+        path = write_report(
+            results, report, title=title, fit_seconds=fit_seconds, split=split, sweeps=sweeps
+        )
         out.print(f"report: {path}")
     return results
 
@@ -484,6 +550,9 @@ def recommend_cmd(
     ] = None,
     k: Annotated[int, typer.Option("--k", help="How many items.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    explain_recs: Annotated[
+        bool, typer.Option("--explain", help="Say which history items drove each item.")
+    ] = False,
 ) -> None:
     """Recommend for a known user (from their stored history) or a new user's history."""
     from recstack.models.base import Recommender
@@ -493,27 +562,101 @@ def recommend_cmd(
     if k <= 0:
         raise CliError(f"--k must be a positive integer, got {k}")
     rec = Recommender.load(model_dir)
-    if user is not None:
-        result = rec.recommend([user], k=k)
-    else:
-        items = [x.strip() for x in (history or "").split(",") if x.strip()]
-        result = rec.recommend(histories=[items], k=k)
+    hist = _query_history(rec, user, history)
+    result = rec.recommend(histories=hist, k=k)
     frame = result.to_frame()
     rows = list(
         zip(frame["item"].astype(str), frame["rank"].tolist(), frame["score"].tolist(), strict=True)
     )
+    reasons: list[Any] = [None] * len(rows)
+    if explain_recs:
+        from recstack.explain import explain
+
+        reasons = explain(rec, hist, result.index, scores=result.scores)[0]
     if as_json:
-        payload = [{"item": i, "rank": r, "score": s} for i, r, s in rows]
+        payload = [
+            {"item": i, "rank": r, "score": s}
+            | ({"explanation": why.to_dict()} if why is not None else {})
+            for (i, r, s), why in zip(rows, reasons, strict=True)
+        ]
         sys.stdout.write(json.dumps(payload, indent=2) + "\n")
         return
     titles = _titles(rec)
     table = Table(title=f"top {k} for " + (f"user {user}" if user else "the given history"))
     for col in ("rank", "item", "score") + (("title",) if titles is not None else ()):
         table.add_column(col)
-    for item, rank, score in rows:
+    if explain_recs:
+        table.add_column("why")
+    for (item, rank, score), why in zip(rows, reasons, strict=True):
         extra = (titles.get(item, ""),) if titles is not None else ()
-        table.add_row(str(rank), item, f"{score:.4g}", *extra)
+        table.add_row(
+            str(rank), item, f"{score:.4g}", *extra, *((why.text,) if why is not None else ())
+        )
     out.print(table)
+
+
+@app.command("explain")
+def explain_cmd(
+    model_dir: Annotated[Path, typer.Option("--model", "-m", help="A saved model directory.")],
+    item: Annotated[str, typer.Option("--item", help="The item to explain (its ID).")],
+    user: Annotated[str | None, typer.Option("--user", help="A known user's ID.")] = None,
+    history: Annotated[
+        str | None, typer.Option("--history", help="A new user's item IDs, comma separated.")
+    ] = None,
+    k_items: Annotated[int, typer.Option("--k-items", help="History items to list.")] = 5,
+    method: Annotated[
+        str, typer.Option("--method", help="auto | leave-one-out | attention")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Explain an item's score for a known user or a new user's history: the history items
+    that drove it, their shares of the score, and one sentence."""
+    from recstack.explain import explain, item_labels
+    from recstack.models.base import Recommender
+
+    if (user is None) == (history is None):
+        raise CliError("give exactly one of --user or --history")
+    if k_items <= 0:
+        raise CliError(f"--k-items must be a positive integer, got {k_items}")
+    rec = Recommender.load(model_dir)
+    hist = _query_history(rec, user, history)
+    target = rec.items_.index([item])
+    scores = rec.score(hist)[0]
+    shown = scores[target][:, None]  # the model's own score, as `recommend` shows it
+    why = explain(rec, hist, target[:, None], scores=shown, k_items=k_items, method=method)[0][0]
+    seen = np.isin(np.arange(rec.n_items), hist.items)
+    # its place in the recommendations (history items excluded), None for a history item
+    rank = None if seen[target[0]] else 1 + int((scores[~seen] > scores[target[0]]).sum())
+    if as_json:
+        payload = {
+            "item": why.item,
+            "rank": rank,
+            "score": why.score,
+            "explanation": why.to_dict(),
+        }
+        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
+        return
+    names = dict(zip(rec.items_.ids, item_labels(rec), strict=True))  # titles, else IDs
+    place = f"rank {rank}" if rank is not None else "in the history"
+    out.print(f"{names[why.item]} ({place}, score {why.score:.4g})", highlight=False)
+    out.print(why.text, highlight=False)
+    if why.items:
+        table = Table(header_style="bold")
+        for col in ("history item", "name", "share"):
+            table.add_column(col, justify="right" if col == "share" else "left")
+        for i, share in why.items:
+            table.add_row(i, names[i], f"{share:.1%}")
+        out.print(table)
+
+
+def _query_history(model: Any, user: str | None, history: str | None) -> Any:
+    """The Histories of ``--user`` (stored) or of ``--history`` (comma-separated IDs)."""
+    from recstack.data import Histories
+
+    if user is not None:
+        return model.user_histories([user])
+    items = [x.strip() for x in (history or "").split(",") if x.strip()]
+    return Histories.from_ids(model.items_, [items])
 
 
 def _titles(model: Any) -> dict[str, str] | None:

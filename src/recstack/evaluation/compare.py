@@ -19,8 +19,9 @@ from recstack.errors import ConfigError, DataError
 if TYPE_CHECKING:
     from recstack.evaluation.evaluator import EvaluationResult
 
-#: metrics where a smaller value is better (errors, concentration, popularity bias)
-LOWER_IS_BETTER = ("rmse", "mae", "gini", "arp")
+#: metrics where a smaller value is better (errors, concentration, popularity bias,
+#: distance from the user's genre mix)
+LOWER_IS_BETTER = ("rmse", "mae", "gini", "arp", "miscalibration")
 
 
 def paired_test(a: pd.Series, b: pd.Series, method: str = "t") -> dict[str, Any]:
@@ -96,8 +97,8 @@ def compare_results(
     per metric, and ``p_<metric>``: the p-value of the paired test (``method``) of the
     model's per-user ``metric`` against the best model's (1.0 for the best itself; NaN
     when the metric has no per-user values, like ``rmse``). ``attrs`` holds ``best``,
-    ``metric`` and ``method``. Larger is better except for ``rmse``, ``mae``, ``gini``
-    and ``arp``.
+    ``metric`` and ``method``. Larger is better except for ``rmse``, ``mae``, ``gini``,
+    ``arp`` and ``miscalibration``.
     """
     if not results:
         raise ConfigError("compare_results: no results to compare")

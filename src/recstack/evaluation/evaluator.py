@@ -27,7 +27,9 @@ A model with a method ``predict(histories, items) -> np.ndarray`` also gets RMSE
 
 from __future__ import annotations
 
+import copy
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,14 @@ from recstack.data.splits import Split
 from recstack.errors import ConfigError, DataError, NotFittedError
 from recstack.evaluation import metrics as M
 from recstack.models.base import Recommendations, Recommender, batch_rows
+from recstack.ranking.calibration import item_distributions, kl_to_users, user_distributions
+from recstack.ranking.rerank import (
+    ItemSimilarity,
+    Reranker,
+    check_candidates,
+    gather,
+    parse_rerank,
+)
 
 #: share of the catalog (most popular in training first) forming the "head" segment
 HEAD_SHARE = 0.2
@@ -86,6 +96,12 @@ class EvaluationResult:
         ``per_user`` order), for any metric at any K <= max(ks) (see :mod:`.metrics`).
     n_relevant : (n_users,) int64
         Size of each user's relevant set.
+    rerank : str
+        The re-ranker's spec (``"mmr:0.3"``) when the lists were re-ranked, else ``""``.
+    candidates : int
+        How many of the best-scored items the re-ranker chose from (0 without one).
+    rerank_seconds : float
+        Wall time spent re-ranking (part of ``eval_seconds``).
     """
 
     metrics: dict[str, float]
@@ -100,15 +116,26 @@ class EvaluationResult:
     n_skipped: int = 0
     hits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool), repr=False)
     n_relevant: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    rerank: str = ""
+    candidates: int = 0
+    rerank_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly summary: ``{"metrics", "n_users", "n_items", "eval_seconds"}``."""
-        return {
+        """JSON-friendly summary: ``{"metrics", "n_users", "n_items", "eval_seconds"}``,
+        and ``"rerank": {"spec", "candidates", "seconds"}`` for re-ranked lists."""
+        out: dict[str, Any] = {
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "n_users": int(self.n_users),
             "n_items": int(self.n_items),
             "eval_seconds": float(self.eval_seconds),
         }
+        if self.rerank:
+            out["rerank"] = {
+                "spec": self.rerank,
+                "candidates": int(self.candidates),
+                "seconds": float(self.rerank_seconds),
+            }
+        return out
 
 
 # ---------------------------------------------------------------------------- kernels
@@ -403,14 +430,49 @@ def item_feature_vectors(
     return out
 
 
-def _default_item_vectors(train: Interactions) -> np.ndarray | sp.csr_matrix:
-    """Multi-hot genre-like features when the data has them, else the training matrix's
+def _default_categories(train: Interactions) -> sp.csr_matrix | None:
+    """Multi-hot genre-like item features, or None when the data has none."""
+    if train.item_features is None:
+        return None
+    return item_feature_vectors(train.item_features)
+
+
+def _default_item_vectors(
+    train: Interactions, categories: sp.csr_matrix | None
+) -> np.ndarray | sp.csr_matrix:
+    """The genre-like ``categories`` when the data has them, else the training matrix's
     item-user columns."""
-    if train.item_features is not None:
-        vecs = item_feature_vectors(train.item_features)
-        if vecs is not None:
-            return vecs
+    if categories is not None:
+        return categories
     return sp.csr_matrix(train.matrix.T.astype(bool).astype(np.float32))
+
+
+def _fit_rerankers(
+    rerankers: Mapping[str, Reranker | str | None],
+    vectors: np.ndarray | sp.csr_matrix,
+    categories: sp.csr_matrix | None,
+    n_items: int,
+) -> dict[str, Reranker | None]:
+    """Parse specs and fit copies of the unfitted re-rankers (one similarity for all)."""
+    out: dict[str, Reranker | None] = {}
+    similarity: ItemSimilarity | None = None
+    for name, rr in rerankers.items():
+        rr = parse_rerank(rr) if isinstance(rr, str) else rr
+        if rr is not None and not rr.is_fitted:
+            if rr.needs == "vectors":
+                similarity = similarity or ItemSimilarity(vectors)
+                rr = copy.copy(rr).fit(item_vectors=similarity)
+            elif categories is None:
+                raise ConfigError(
+                    f"re-ranker {rr.spec} needs item categories, but the data has no genre-like "
+                    "item feature column; fit it with categories=... and pass it fitted"
+                )
+            else:
+                rr = copy.copy(rr).fit(categories=categories)
+        if rr is not None and rr.n_items != n_items:
+            raise DataError(f"re-ranker {rr.spec} was fitted on {rr.n_items} items, not {n_items}")
+        out[name] = rr
+    return out
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -476,6 +538,8 @@ def evaluate(
     batch_size: int | None = None,
     progress: bool = True,
     item_vectors: np.ndarray | sp.csr_matrix | None = None,
+    reranker: Reranker | str | None = None,
+    candidates: int = 100,
 ) -> EvaluationResult:
     """Full-ranking evaluation of a fitted ``model`` on ``split``.
 
@@ -494,9 +558,18 @@ def evaluate(
     progress : bool
         A progress bar when there is more than one batch.
     item_vectors : (n_items, d) array or sparse, optional
-        Item representation for intra-list diversity; default: multi-hot genre-like
-        columns of the item features (:func:`item_feature_vectors`), else the item-user
-        columns of the training matrix.
+        Item representation for intra-list diversity (and the similarity of an unfitted
+        MMR/DPP re-ranker, so the two agree); default: multi-hot genre-like columns of the
+        item features (:func:`item_feature_vectors`), else the item-user columns of the
+        training matrix.
+    reranker : Reranker or spec, optional
+        Re-rank the top ``candidates`` of each user to ``max(ks)`` items
+        (:mod:`recstack.ranking.rerank`; a spec like ``"mmr:0.3"`` is parsed). Every
+        metric but the AUC (a property of the scores) then describes the re-ranked lists.
+        An unfitted re-ranker is fitted (a copy) with ``item_vectors`` or with the
+        genre-like item features (calibration, caps).
+    candidates : int
+        N, the candidates per user a re-ranker chooses from (>= ``max(ks)``).
 
     Notes
     -----
@@ -504,7 +577,38 @@ def evaluate(
     the ranking, they could never be hit); a user left with none is skipped and counted in
     ``n_skipped``. Novelty and ARP use training popularity (distinct users per item);
     novelty's never-seen floor is in :func:`recstack.evaluation.metrics.self_information`.
+    With genre-like item features, ``miscalibration@k`` is the KL divergence of the list's
+    genre distribution from the scoring history's (:func:`recstack.ranking.miscalibration`,
+    Steck 2018).
     """
+    return evaluate_rerankers(
+        model,
+        split,
+        {"": reranker},
+        ks=ks,
+        on=on,
+        batch_size=batch_size,
+        progress=progress,
+        item_vectors=item_vectors,
+        candidates=candidates,
+    )[""]
+
+
+def evaluate_rerankers(
+    model: Recommender,
+    split: Split,
+    rerankers: Mapping[str, Reranker | str | None],
+    *,
+    ks: tuple[int, ...] | list[int] | int = (10, 20),
+    on: str = "test",
+    batch_size: int | None = None,
+    progress: bool = True,
+    item_vectors: np.ndarray | sp.csr_matrix | None = None,
+    candidates: int = 100,
+) -> dict[str, EvaluationResult]:
+    """:func:`evaluate` under several re-rankers (``None``: the plain ranking) at the cost
+    of scoring once: one result per name of ``rerankers``. Parameters as in
+    :func:`evaluate`; the sweeps of :func:`rerank_sweep` use it."""
     t0 = time.perf_counter()
     ks = _check_ks(ks)
     k_max = ks[-1]
@@ -520,12 +624,16 @@ def evaluate(
         raise NotFittedError(f"{type(model).__name__} is not fitted: call fit() first")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not rerankers:
+        raise ConfigError("evaluate_rerankers: no re-rankers given (None is the plain ranking)")
     train, n_items = split.train, split.train.n_items
-    vecs = _default_item_vectors(train) if item_vectors is None else item_vectors
+    cats = _default_categories(train)
+    vecs = _default_item_vectors(train, cats) if item_vectors is None else item_vectors
     if vecs.shape[0] != n_items:
         raise DataError(f"item_vectors has {vecs.shape[0]} rows for {n_items} items")
-    pop = train.item_user_counts
-    n_train_users = max(1, int(np.count_nonzero(train.user_lengths)))
+    fitted = _fit_rerankers(rerankers, vecs, cats, n_items)
+    reranked = any(rr is not None for rr in fitted.values())
+    n_cand = check_candidates(candidates, k_max) if reranked else k_max
 
     relevant = _relevant(target, history)
     n_rel_all = np.diff(relevant.indptr)
@@ -540,9 +648,15 @@ def evaluate(
 
     step = batch_size or batch_rows(n_items)
     n = len(users)
-    index = np.full((n, k_max), -1, dtype=np.int32)
-    top = np.full((n, k_max), -np.inf, dtype=np.float32)
-    hits = np.zeros((n, k_max), dtype=bool)
+    lists = {
+        name: (
+            np.full((n, k_max), -1, dtype=np.int32),
+            np.full((n, k_max), -np.inf, dtype=np.float32),
+            np.zeros((n, k_max), dtype=bool),
+        )
+        for name in fitted
+    }
+    rerank_seconds = dict.fromkeys(fitted, 0.0)
     auc_u = np.empty(n)
     batches = range(0, n, step)
     bar = tqdm(
@@ -559,14 +673,128 @@ def evaluate(
         if not scores.flags.writeable:  # the kernel masks the history in place
             scores = scores.copy()
         ex, r = _rows(seen, start, stop), _rows(rel, start, stop)
-        idx, val, hit, auc_u[start:stop] = _rank(scores, ex, r, k_max)
+        idx, val, hit, auc_u[start:stop] = _rank(scores, ex, r, n_cand)
         del scores
-        kk = idx.shape[1]  # k_max, or the catalog size if smaller
-        index[start:stop, :kk], top[start:stop, :kk], hits[start:stop, :kk] = idx, val, hit
+        for name, rr in fitted.items():
+            index, top, hits = lists[name]
+            if rr is None:
+                kk = min(k_max, idx.shape[1])  # k_max, or the catalog size if smaller
+                index[start:stop, :kk], top[start:stop, :kk] = idx[:, :kk], val[:, :kk]
+                hits[start:stop, :kk] = hit[:, :kk]
+                continue
+            t1 = time.perf_counter()
+            pos = rr.rerank(idx, val, k_max, histories=h)
+            rerank_seconds[name] += time.perf_counter() - t1
+            index[start:stop] = gather(idx, pos, -1)
+            top[start:stop] = gather(val, pos, -np.inf)
+            hits[start:stop] = gather(hit, pos, False)
+    shared = time.perf_counter() - t0 - sum(rerank_seconds.values())
 
+    pop = train.item_user_counts
+    n_train_users = max(1, int(np.count_nonzero(train.user_lengths)))
+    user_ids = history.users.ids[users]
+    errors = (
+        _rating_errors(model, history, target) if callable(getattr(model, "predict", None)) else {}
+    )
+    results = {}
+    for name, (index, top, hits) in lists.items():
+        t1 = time.perf_counter()
+        metrics, per_user = _list_metrics(
+            index, hits, n_rel, ks, vecs, pop, n_train_users, cats, hist
+        )
+        per_user["auc"] = auc_u
+        metrics["auc"] = _mean(auc_u)
+        metrics.update(errors)
+        seg = _segments(hits, n_rel, index, rel, hist.lengths, pop, ks)
+        recs = Recommendations(user_ids, index, top, train.items, np.ones(n, dtype=bool))
+        frame = pd.DataFrame(per_user, index=pd.Index(user_ids, name="user_id"))
+        rr = fitted[name]
+        results[name] = EvaluationResult(
+            metrics=metrics,
+            per_user=frame,
+            recs=recs,
+            segments=seg,
+            n_users=n,
+            n_items=n_items,
+            eval_seconds=shared + rerank_seconds[name] + time.perf_counter() - t1,
+            ks=ks,
+            on=on,
+            n_skipped=n_skipped,
+            hits=hits,
+            n_relevant=n_rel.astype(np.int64),
+            rerank="" if rr is None else rr.spec,
+            candidates=0 if rr is None else n_cand,
+            rerank_seconds=rerank_seconds[name],
+        )
+    return results
+
+
+def rerank_sweep(
+    model: Recommender,
+    split: Split,
+    reranker: Reranker | str,
+    values: Sequence[float] | None = None,
+    *,
+    ks: tuple[int, ...] | list[int] | int = (10,),
+    on: str = "test",
+    candidates: int = 100,
+    item_vectors: np.ndarray | sp.csr_matrix | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Metrics of ``reranker`` at each value of its trade-off parameter (a lambda sweep),
+    scoring the users once.
+
+    ``values`` defaults to the class's ``sweep`` (from the plain ranking to the strongest
+    re-ranking) plus the re-ranker's own value. Returns a DataFrame with one row per
+    value (index named after the parameter, e.g. ``lam``, in sweep order) and one column
+    per metric of :func:`evaluate`, plus ``rerank_ms_per_user``; ``attrs`` holds
+    ``reranker`` (the name), ``param``, ``value`` (the re-ranker's own) and ``k`` (the
+    first cut-off).
+    """
+    rr = parse_rerank(reranker) if isinstance(reranker, str) else reranker
+    points = list(type(rr).sweep if values is None else values)
+    if values is None:
+        points.append(rr.value)
+    points = list(dict.fromkeys(float(v) for v in points))  # in order, each once
+    if not points:
+        raise ConfigError(f"rerank_sweep: no values to sweep {rr.name}'s {rr.param} over")
+    variants = {f"{rr.name}:{v:g}": rr.with_value(v) for v in points}
+    results = evaluate_rerankers(
+        model, split, variants, ks=ks, on=on, candidates=candidates,
+        item_vectors=item_vectors, progress=progress,
+    )  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {**r.metrics, "rerank_ms_per_user": 1000 * r.rerank_seconds / max(1, r.n_users)}
+            for r in results.values()
+        ],
+        index=pd.Index(points, name=rr.param),
+    )
+    table.attrs.update(reranker=rr.name, param=rr.param, value=rr.value, k=_check_ks(ks)[0])
+    return table
+
+
+def _list_metrics(
+    index: np.ndarray,
+    hits: np.ndarray,
+    n_rel: np.ndarray,
+    ks: tuple[int, ...],
+    vecs: np.ndarray | sp.csr_matrix,
+    pop: np.ndarray,
+    n_train_users: int,
+    cats: sp.csr_matrix | None,
+    hist: Histories,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Means and per-user values of every metric of the lists at each cut-off."""
+    n_items = len(pop)
     per_user: dict[str, np.ndarray] = {}
     metrics: dict[str, float] = {}
     ild = M.ild_prefixes(index, vecs, list(ks))  # every k in one pass
+    # the genre distributions of the items and of the users' histories (miscalibration)
+    dists = None
+    if cats is not None:
+        item_dist = item_distributions(cats)
+        dists = (user_distributions(hist, item_dist), item_dist)
     for col, k in enumerate(ks):
         lists = index[:, :k]
         acc = _accuracy(hits, n_rel, k)
@@ -574,36 +802,17 @@ def evaluate(
         metrics.update({key: _mean(v) for key, v in acc.items()})
         metrics[f"coverage@{k}"] = M.coverage(lists, n_items)
         metrics[f"gini@{k}"] = M.gini(lists, n_items)
-        for key, v in (
+        beyond = [
             (f"novelty@{k}", M.novelty(lists, pop, n_train_users)),
             (f"ild@{k}", ild[:, col]),
             (f"arp@{k}", M.arp(lists, pop)),
-        ):
+        ]
+        if dists is not None:
+            beyond.append((f"miscalibration@{k}", kl_to_users(lists, *dists)))
+        for key, v in beyond:
             per_user[key] = v
             metrics[key] = _mean(v)
-    per_user["auc"] = auc_u
-    metrics["auc"] = _mean(auc_u)
-    if callable(getattr(model, "predict", None)):
-        metrics.update(_rating_errors(model, history, target))
-
-    user_ids = history.users.ids[users]
-    seg = _segments(hits, n_rel, index, rel, hist.lengths, pop, ks)
-    recs = Recommendations(user_ids, index, top, train.items, np.ones(n, dtype=bool))
-    frame = pd.DataFrame(per_user, index=pd.Index(user_ids, name="user_id"))
-    return EvaluationResult(
-        metrics=metrics,
-        per_user=frame,
-        recs=recs,
-        segments=seg,
-        n_users=n,
-        n_items=n_items,
-        eval_seconds=time.perf_counter() - t0,
-        ks=ks,
-        on=on,
-        n_skipped=n_skipped,
-        hits=hits,
-        n_relevant=n_rel.astype(np.int64),
-    )
+    return metrics, per_user
 
 
 def _rating_errors(model: Any, history: Interactions, target: Interactions) -> dict[str, float]:

@@ -101,6 +101,41 @@ def _tradeoff(metrics: pd.DataFrame, k: int) -> str:
     return _png(fig)
 
 
+#: beyond-accuracy metrics a re-ranking sweep trades NDCG for (x axes of its figure)
+_SWEEP_AXES = ("ild", "coverage", "novelty", "miscalibration")
+
+
+def _sweep_curves(sweeps: Mapping[str, pd.DataFrame]) -> str:
+    """NDCG against each beyond-accuracy metric along each model's re-ranking sweep; the
+    re-ranker's chosen value is starred and the ends of each curve are labeled."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(sweeps.values()))
+    k = first.attrs.get("k", 10)
+    axes_keys = [m for m in _SWEEP_AXES if f"{m}@{k}" in first.columns]
+    fig, axes = plt.subplots(1, len(axes_keys), figsize=(3.6 * len(axes_keys), 3.4))
+    for ax, metric in zip(np.atleast_1d(axes), axes_keys, strict=True):
+        for name, sweep in sweeps.items():
+            x, y = sweep[f"{metric}@{k}"].to_numpy(), sweep[f"ndcg@{k}"].to_numpy()
+            (line,) = ax.plot(x, y, marker=".", label=name)
+            chosen = sweep.index == sweep.attrs.get("value")
+            ax.scatter(x[chosen], y[chosen], marker="*", s=120, color=line.get_color())
+            for pos in (0, len(sweep) - 1):
+                ax.annotate(
+                    f"{sweep.attrs.get('param', '')}={sweep.index[pos]:g}",
+                    (x[pos], y[pos]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
+        ax.set_xlabel(f"{metric}@{k}")
+        ax.set_ylabel(f"ndcg@{k}")
+        ax.grid(alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _segment_bars(segments: Mapping[str, pd.DataFrame], column: str, title: str) -> str:
     """Grouped bars of ``column`` per segment, one bar per model."""
     import matplotlib.pyplot as plt
@@ -144,6 +179,7 @@ def write_report(
     title: str = "recstack comparison",
     fit_seconds: Mapping[str, float] | None = None,
     split: Split | None = None,
+    sweeps: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.html`` (tables and figures in one self-contained file) and
     ``results.json`` (the same numbers for machines) to ``directory``.
@@ -156,6 +192,9 @@ def write_report(
         Training times, shown beside the metrics.
     split : Split, optional
         The split, for its description (method, sizes).
+    sweeps : {model name: DataFrame}, optional
+        Re-ranking trade-off sweeps (:func:`recstack.evaluation.evaluator.rerank_sweep`)
+        drawn as accuracy against diversity, coverage, novelty and miscalibration curves.
 
     Returns
     -------
@@ -223,6 +262,22 @@ def write_report(
     for name, seg in segments.items():
         parts.append(f"<h3>{html.escape(name)}</h3>")
         parts.append(_table(seg.drop(columns="group")))
+    if sweeps:
+        one = next(iter(sweeps.values()))
+        name, param = one.attrs.get("reranker", "re-ranking"), one.attrs.get("param", "")
+        parts += [
+            f"<h2>Re-ranking trade-offs ({html.escape(str(name))})</h2>",
+            f'<p class="note">NDCG against intra-list diversity, catalog coverage, novelty and '
+            f"miscalibration as {html.escape(str(param))} sweeps from the plain ranking to the "
+            "strongest re-ranking; a star marks the value the lists above use.</p>",
+            '<div class="figs">',
+            _sweep_curves(sweeps),
+            "</div>",
+        ]
+        for model, sweep in sweeps.items():
+            k_s = sweep.attrs.get("k", k)
+            cols = [c for c in (f"{m}@{k_s}" for m in ("ndcg", *_SWEEP_AXES)) if c in sweep]
+            parts += [f"<h3>{html.escape(model)}</h3>", _table(sweep[cols])]
     parts += ["<h2>All metrics</h2>", _table(full)]
     body = "\n".join(parts)
     page = (
@@ -245,6 +300,15 @@ def write_report(
             for n, r in results.items()
         },
     }
+    if sweeps:
+        payload["sweeps"] = {
+            n: {
+                "param": sw.attrs.get("param"),
+                "value": sw.attrs.get("value"),
+                "rows": sw.reset_index().to_dict(orient="records"),
+            }
+            for n, sw in sweeps.items()
+        }
     (directory / "results.json").write_text(json.dumps(payload, indent=2, default=_jsonable))
     return report
 

@@ -1,0 +1,409 @@
+"""Explanations: exact decompositions sum to the scores (and match brute force), leave-one-out
+equals re-scoring without the item, the sentences name the top items, the deletion test on
+planted data (with a control that must fail), the content hook and bad input."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conformance import cycle_data, planted_data
+from recstack.data import Histories, IdMap, Interactions
+from recstack.errors import ConfigError, DataError
+from recstack.explain import (
+    Attribution,
+    attribute,
+    content_explainer,
+    deletion_test,
+    explain,
+    explainer_for,
+    leave_one_out,
+    register,
+    registry,
+    shared_tokens,
+)
+from recstack.explain import core as explain_core
+from recstack.explain.text import item_labels, join_names, sentence
+from recstack.models import (
+    ALS,
+    BPR,
+    EASE,
+    ItemKNN,
+    Popularity,
+    PureSVD,
+    Random,
+    Recommender,
+    UserKNN,
+)
+
+K = 4
+
+
+@pytest.fixture(scope="module")
+def data() -> Interactions:
+    return planted_data()
+
+
+@pytest.fixture(scope="module")
+def rated(data: Interactions) -> Interactions:
+    """The planted data with ratings 1..5 (for the non-binary and ALS confidence paths)."""
+    rng = np.random.default_rng(1)
+    return data.with_values(rng.integers(1, 6, data.n_events).astype(np.float32))
+
+
+def query_histories(data: Interactions) -> Histories:
+    """Ten stored users, then two new users whose histories repeat an item (a repeated item
+    counts once, at its last event) and carry values."""
+    stored = data.histories(np.arange(10))
+    new = Histories.from_lists([[3, 7, 3, 11], [5]], data.n_items, [[2, 4, 5, 1], [3]])
+    return Histories(
+        np.concatenate([stored.indptr, stored.indptr[-1] + new.indptr[1:]]),
+        np.concatenate([stored.items, new.items]),
+        np.concatenate([stored.values, new.values]),
+        np.concatenate([stored.times, new.times]),
+        data.n_items,
+    )
+
+
+def targets_of(model: Recommender, hist: Histories) -> np.ndarray:
+    return model.recommend(histories=hist, k=K).index
+
+
+EXACT = [
+    ("itemknn", lambda: ItemKNN(neighbors=10)),
+    ("itemknn-recency-ratings", lambda: ItemKNN(neighbors=None, binary=False, half_life=2.0)),
+    ("ease", lambda: EASE(l2=10.0)),
+    ("ease-recency", lambda: EASE(l2=10.0, half_life=3.0)),
+    ("ease-ratings", lambda: EASE(l2=10.0, binary=False)),
+    ("puresvd", lambda: PureSVD(factors=8)),
+    ("puresvd-ratings", lambda: PureSVD(factors=8, binary=False)),
+    ("als", lambda: ALS(factors=8, iterations=5, alpha=2.0)),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), EXACT, ids=[n for n, _ in EXACT])
+def test_exact_decomposition_sums_to_the_score(name: str, make, rated: Interactions) -> None:
+    model = make().fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    assert attr.exact and attr.method == ("hkv" if name == "als" else "exact")
+    expected = np.take_along_axis(model.score(hist), targets, axis=1)
+    sums = np.zeros(targets.shape)
+    np.add.at(sums, attr.rows, attr.terms)
+    np.testing.assert_allclose(sums, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(attr.scores, expected, rtol=1e-4, atol=1e-6)
+    # one entry per distinct history item, as the model reads the history
+    csr = hist.to_csr()
+    np.testing.assert_array_equal(attr.indptr, csr.indptr)
+    np.testing.assert_array_equal(attr.items, csr.indices)
+    assert np.abs(attr.terms).max() > 0
+
+
+def test_ease_terms_equal_its_own_per_event_contributions(rated: Interactions) -> None:
+    """EASE.contributions (per event, one target per row) is an independent reference."""
+    model = EASE(l2=10.0, half_life=2.0, binary=False).fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    for col in range(K):
+        per_event = model.contributions(hist, targets[:, col])
+        ref = np.zeros(len(attr.items))
+        key = attr.rows * rated.n_items + attr.items
+        np.add.at(ref, np.searchsorted(key, hist.rows * rated.n_items + hist.items), per_event)
+        np.testing.assert_allclose(attr.terms[:, col], ref, rtol=1e-5, atol=1e-7)
+
+
+def test_itemknn_terms_by_brute_force(rated: Interactions) -> None:
+    model = ItemKNN(neighbors=None, binary=False, half_life=2.0).fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    sim = model.similarity_.toarray()
+    for r in range(len(hist)):
+        items = hist.items[hist.indptr[r] : hist.indptr[r + 1]].tolist()
+        values = hist.values[hist.indptr[r] : hist.indptr[r + 1]].tolist()
+        n = len(items)
+        for e in range(attr.indptr[r], attr.indptr[r + 1]):
+            j = attr.items[e]
+            last = max(p for p in range(n) if items[p] == j)  # a repeat counts at its last
+            weight = values[last] * 0.5 ** ((n - 1 - last) / 2.0)
+            np.testing.assert_allclose(attr.terms[e], weight * sim[j, targets[r]], rtol=1e-5)
+
+
+def test_als_hkv_terms_by_brute_force(rated: Interactions) -> None:
+    """Hu et al. sec. 5 with the dense confidence matrix: terms c_j p_j y_j^T W y_t with
+    W = (Y^T C_u Y + lambda I)^-1; and the same as ALS.explain_weights."""
+    model = ALS(factors=6, iterations=4, alpha=0.7, regularization=0.5).fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    y = model.item_factors_.astype(np.float64)
+    csr = hist.to_csr()
+    for r in range(len(hist)):
+        c = np.ones(rated.n_items)
+        row = slice(csr.indptr[r], csr.indptr[r + 1])
+        c[csr.indices[row]] += model.alpha * csr.data[row]
+        w = np.linalg.inv(y.T @ (c[:, None] * y) + model.regularization * np.eye(y.shape[1]))
+        ref = c[csr.indices[row], None] * (y[csr.indices[row]] @ w @ y[targets[r]].T)
+        np.testing.assert_allclose(attr.terms[row], ref, rtol=1e-4, atol=1e-7)
+    for col in range(K):
+        weights = model.explain_weights(hist, targets[:, col])
+        np.testing.assert_allclose(attr.terms[:, col], weights.data, rtol=1e-4, atol=1e-7)
+
+
+def brute_force_drops(model: Recommender, hist: Histories, targets: np.ndarray) -> np.ndarray:
+    """Re-score each history without each of its distinct items, one at a time."""
+    base = model.score(hist)
+    out = []
+    for r in range(len(hist)):
+        sl = slice(hist.indptr[r], hist.indptr[r + 1])
+        items, values = hist.items[sl], hist.values[sl]
+        for j in np.unique(items):
+            keep = items != j
+            single = Histories.from_lists([items[keep]], hist.n_items, [values[keep]])
+            out.append(base[r, targets[r]] - model.score(single)[0, targets[r]])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: UserKNN(neighbors=5),
+        lambda: BPR(factors=4, iterations=3, fold_in_iterations=5, num_threads=1),
+        lambda: Random(seed=3),
+    ],
+    ids=["userknn", "bpr", "random"],
+)
+def test_leave_one_out_equals_rescoring_without_the_item(make, data: Interactions) -> None:
+    model = make().fit(data)
+    hist = query_histories(data)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    assert attr.method == "leave-one-out" and not attr.exact
+    np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=1e-5)
+    np.testing.assert_allclose(
+        attr.scores, np.take_along_axis(model.score(hist), targets, 1), atol=1e-6
+    )
+
+
+def test_leave_one_out_of_a_linear_model_is_its_exact_decomposition(data: Interactions) -> None:
+    """Without recency weights, removing an item from x @ B removes exactly its term."""
+    model = EASE(l2=10.0).fit(data)
+    hist = query_histories(data)
+    targets = targets_of(model, hist)
+    loo = attribute(model, hist, targets, method="leave-one-out")
+    np.testing.assert_allclose(loo.terms, attribute(model, hist, targets).terms, atol=1e-5)
+
+
+def test_batches_and_chunks_give_the_same_attribution(
+    data: Interactions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = UserKNN(neighbors=5).fit(data)
+    hist = query_histories(data)
+    targets = targets_of(model, hist)
+    whole = attribute(model, hist, targets)
+    monkeypatch.setattr(explain_core, "_ENTRY_BUDGET", 8)  # a few rows per explainer call
+    chunked = attribute(model, hist, targets)
+    single = Attribution.concat(
+        [attribute(model, hist.select([r]), targets[r : r + 1]) for r in range(len(hist))]
+    )
+    for other in (chunked, single):
+        np.testing.assert_array_equal(other.indptr, whole.indptr)
+        np.testing.assert_allclose(other.terms, whole.terms, atol=1e-6)
+
+
+# ------------------------------------------------------------------ sequential models
+@pytest.fixture(scope="module")
+def sasrec() -> tuple[Recommender, Interactions]:
+    pytest.importorskip("torch")
+    from recstack.models.neural.sasrec import SASRec
+
+    log = cycle_data(n_items=20, n_users=80)[0]
+    fast = {"dim": 16, "heads": 2, "layers": 1, "epochs": 2, "verbose": False, "device": "cpu"}
+    return SASRec(max_len=6, **fast).fit(log), log
+
+
+def test_sequential_leave_one_out_skips_only_what_the_model_cannot_see(
+    sasrec: tuple[Recommender, Interactions],
+) -> None:
+    model, log = sasrec
+    users = np.flatnonzero((log.user_lengths > 8) & (log.user_lengths <= 14))[:12]
+    hist = log.histories(users)  # longer than max_len=6, K unseen items left
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)  # auto: leave-one-out within the window
+    assert attr.method == "leave-one-out"
+    np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=1e-5)
+    full = leave_one_out(model, hist, targets)  # no window: every item re-scored
+    np.testing.assert_allclose(attr.terms, full.terms, atol=1e-5)
+
+
+def test_attention_view_reads_the_last_layer(sasrec: tuple[Recommender, Interactions]) -> None:
+    model, log = sasrec
+    hist = log.histories(np.arange(5))
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets, method="attention")
+    weights = model.attention(hist)[-1][:, :, -1, :].mean(axis=1)  # (n, max_len)
+    for r in range(len(hist)):
+        window = hist.items[hist.indptr[r] : hist.indptr[r + 1]][-model.max_len :]
+        pad = model.max_len - len(window)
+        row = slice(attr.indptr[r], attr.indptr[r + 1])
+        for e, j in zip(range(row.start, row.stop), attr.items[row], strict=True):
+            expected = weights[r, pad:][window == j].sum()
+            np.testing.assert_allclose(attr.terms[e], expected, rtol=1e-5, atol=1e-7)
+    assert np.all(attr.terms >= 0)
+    with pytest.raises(ConfigError, match="method='attention' needs a model with attention"):
+        attribute(EASE().fit(log), hist, targets, method="attention")
+
+
+# ------------------------------------------------------------------ sentences
+@pytest.fixture(scope="module")
+def titled() -> Interactions:
+    """Planted data with a title per item (one catalog-style, one missing)."""
+    data = planted_data()
+    titles = [f"Film {i}" for i in range(data.n_items)]
+    titles[3] = "Fish Called Wanda, A"
+    titles[5] = None
+    features = pd.DataFrame({"title": titles}, index=data.items.ids)
+    frame = data.to_frame()
+    return Interactions.from_frame(frame, items=data.items, item_features=features)
+
+
+def test_sentence_names_the_top_items_with_their_titles(titled: Interactions) -> None:
+    model = EASE(l2=10.0).fit(titled)
+    hist = titled.histories(np.arange(6))
+    recs = model.recommend(histories=hist, k=K)
+    found = explain(model, hist, recs.index, scores=recs.scores, k_items=5)
+    attr = attribute(model, hist, recs.index)
+    shares = attr.shares()
+    labels = item_labels(model)
+    for r, row in enumerate(found):
+        assert [e.item for e in row] == list(recs.item_ids[r])
+        for col, e in enumerate(row):
+            assert e.method == "exact" and e.score == pytest.approx(recs.scores[r, col])
+            sl = slice(attr.indptr[r], attr.indptr[r + 1])
+            order = np.argsort(-attr.terms[sl, col], kind="stable")
+            top = attr.items[sl][order][attr.terms[sl, col][order] > 0][:5]
+            assert [i for i, _ in e.items] == list(titled.items.ids[top])
+            assert [s for _, s in e.items] == pytest.approx(
+                list(shares[sl, col][order][: len(top)])
+            )
+            assert all(s > 0 for _, s in e.items)
+            assert e.text == "Because you watched " + join_names(list(labels[top[:3]]))
+    assert labels[3] == "A Fish Called Wanda" and labels[5] == titled.items.ids[5]
+
+
+def test_sentence_forms() -> None:
+    assert join_names(["A"]) == "A"
+    assert join_names(["A", "B"]) == "A and B"
+    assert join_names(["A", "B", "C"]) == "A, B and C"
+    assert sentence(["A", "B"], "bought") == "Because you bought A and B"
+    assert sentence(["A"], "watched", "shared: Comedy") == "Because you watched A; shared: Comedy"
+    assert sentence([], "watched", "popular with 3 users") == "Popular with 3 users"
+    assert sentence([], "watched") == "No item of your history drove this recommendation"
+
+
+def test_popularity_is_a_plain_statement(data: Interactions) -> None:
+    model = Popularity().fit(data)
+    hist = data.histories([0, 1])
+    recs = model.recommend(histories=hist, k=2)
+    counts = data.item_user_counts
+    for r, row in enumerate(explain(model, hist, recs.index)):
+        for e, item in zip(row, recs.index[r], strict=True):
+            rank = 1 + int((counts > counts[item]).sum())
+            assert e.items == () and e.method == "popularity"
+            assert e.text == f"Popular with {counts[item]} users (#{rank} of 40 items)"
+    assert deletion_test(model, hist, recs.index).pairs == 0  # names no item: nothing to test
+
+
+def test_padding_is_skipped_and_bad_input_is_an_error(data: Interactions) -> None:
+    model = ItemKNN().fit(data)
+    hist = data.histories([0, 1])
+    found = explain(model, hist, np.array([[1, -1], [-1, -1]]))
+    assert [len(r) for r in found] == [1, 0] and found[0][0].item == data.items.ids[1]
+    assert found[0][0].to_dict().keys() == {"text", "items"}
+    with pytest.raises(DataError, match=r"outside the catalog \[0, 40\)"):
+        attribute(model, hist, np.array([[40], [0]]))
+    with pytest.raises(ConfigError, match="targets must be integer item indices of shape"):
+        attribute(model, hist, np.array([[0.5], [1.0]]))
+    with pytest.raises(ConfigError, match="method must be 'auto' or one of"):
+        explain(model, hist, np.array([[1], [2]]), method="shap")
+    with pytest.raises(ConfigError, match="k_items must be a positive integer"):
+        explain(model, hist, np.array([[1], [2]]), k_items=0)
+    with pytest.raises(ConfigError, match="scores have shape"):
+        explain(model, hist, np.array([[1], [2]]), scores=np.zeros((2, 3)))
+    with pytest.raises(ConfigError, match="expected a class or 'module:Class'"):
+        register("ItemKNN", explainer_for(model))
+
+
+def test_an_empty_history_is_explained_by_nothing(data: Interactions) -> None:
+    model = UserKNN().fit(data)
+    hist = Histories.from_lists([[]], data.n_items)
+    (e,) = explain(model, hist, np.array([[2]]))[0]
+    assert e.items == () and e.text == "No item of your history drove this recommendation"
+
+
+# ------------------------------------------------------------------ faithfulness
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ItemKNN(neighbors=10),
+        lambda: EASE(l2=10.0),
+        lambda: PureSVD(factors=8),
+        lambda: ALS(factors=8, iterations=5),
+        lambda: UserKNN(neighbors=10),
+    ],
+    ids=["itemknn", "ease", "puresvd", "als", "userknn"],
+)
+def test_deletion_test_on_planted_data(make, data: Interactions) -> None:
+    """Removing the top explaining item drops the recommended item's score more than
+    removing a random other history item, for at least 90% of the pairs; an explanation
+    that names the least contributing item instead fails the same test."""
+    model = make().fit(data)
+    hist = data.histories()
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    result = deletion_test(model, hist, targets, attr, seed=0)
+    assert result.pairs >= 0.9 * targets.size
+    assert result.rate >= 0.9
+    # the control: rank items by the opposite of their terms (positive where smallest)
+    flipped = replace(attr, terms=attr.terms.max() + 1.0 - attr.terms)
+    assert deletion_test(model, hist, targets, flipped, seed=0).rate < 0.5
+
+
+# ------------------------------------------------------------------ content hook
+class GenreModel(Recommender):
+    """A toy content model: a history scores items by the cosine of genre vectors."""
+
+    name = "genre-toy"
+
+    def _fit(self, train: Interactions, valid: Interactions | None) -> None:
+        genres = self.item_features_["genres"].str.get_dummies(sep=" ")
+        self.vectors_ = genres.to_numpy(np.float32)
+
+    def _score(self, histories: Histories) -> np.ndarray:
+        return histories.to_csr() @ self.vectors_ @ self.vectors_.T
+
+
+def test_content_hook_names_similar_items_and_shared_genres(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    genres = {"a": "Comedy Drama", "b": "Comedy", "c": "Horror", "d": "Comedy Romance"}
+    features = pd.DataFrame({"title": list("ABCD"), "genres": list(genres.values())}, genres)
+    log = pd.DataFrame({"user_id": [1, 1, 2, 2], "item_id": list("abcd")})
+    data = Interactions.from_frame(log, item_features=features, items=IdMap(list(genres)))
+    model = GenreModel().fit(data)
+    monkeypatch.setattr(registry, "EXPLAINERS", dict(registry.EXPLAINERS))  # undone after
+    assert explainer_for(model) is registry.loo_explainer
+    register(GenreModel, content_explainer("vectors_"))
+    hist = Histories.from_ids(model.items_, [["b", "c"]])
+    (e,) = explain(model, hist, model.items_.index(["d"])[:, None])[0]
+    assert e.method == "content"
+    assert [i for i, _ in e.items] == ["b"]  # the horror film shares nothing with D
+    assert e.text == "Because you watched B; shared: Comedy"
+    assert shared_tokens(features, 0, 3) == ["Comedy"]
+    assert shared_tokens(features, 0, 1, columns=["title"]) == []
+    assert shared_tokens(None, 0, 1) == []
