@@ -19,6 +19,7 @@ torch = pytest.importorskip("torch")
 
 from recstack.models.neural.sasrec import SASRec  # noqa: E402
 from recstack.models.neural.sequences import last_items, training_windows  # noqa: E402
+from recstack.models.neural.training import trim_padding  # noqa: E402
 
 FAST = {"dim": 16, "heads": 2, "layers": 1, "epochs": 3, "verbose": False, "device": "cpu"}
 
@@ -94,6 +95,26 @@ def test_causal_model_never_sees_the_future() -> None:
         a, b = net(x), net(y)
     torch.testing.assert_close(a[:, :5], b[:, :5])
     assert not torch.allclose(a[:, 5:], b[:, 5:])
+
+
+def test_scores_do_not_depend_on_the_batch_padding() -> None:
+    # a batch is cut to its longest history: a short history scored beside a long one
+    # (little padding cut) must score as when scored alone (all its padding cut)
+    model = SASRec(max_len=12, **FAST).fit(cycle_data()[0])
+    h = Histories.from_lists([[1, 2], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]], 30)
+    together = model.score(h)
+    alone = np.vstack([model.score(h.select(np.array([i]))) for i in range(2)])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_trim_padding_cuts_only_shared_leading_padding() -> None:
+    x = torch.tensor([[0, 0, 0, 4, 5], [0, 0, 2, 3, 1]])
+    t = torch.tensor([[0, 0, 0, 6, 7], [0, 0, 8, 9, 4]])
+    a, b = trim_padding(x, t)
+    np.testing.assert_array_equal(a.numpy(), [[0, 4, 5], [2, 3, 1]])
+    np.testing.assert_array_equal(b.numpy(), [[0, 6, 7], [8, 9, 4]])
+    (empty,) = trim_padding(torch.zeros((2, 4), dtype=torch.long))
+    assert empty.shape == (2, 1)  # an all-padding batch keeps one column to score
 
 
 def test_early_stopping_keeps_the_best_epoch() -> None:

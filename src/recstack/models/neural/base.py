@@ -22,7 +22,7 @@ from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError, DataError
 from recstack.models.base import Recommender, batch_rows
 from recstack.models.neural.sequences import last_items, training_windows
-from recstack.models.neural.training import TrainConfig, init_distributed, train
+from recstack.models.neural.training import TrainConfig, init_distributed, train, trim_padding
 
 LOSSES = ("ce", "sampled")
 WEIGHTS_FILE = "weights.safetensors"
@@ -70,7 +70,8 @@ class SequentialRecommender(Recommender):
         Show a progress bar with the loss and the validation metric.
     """
 
-    #: the training windows' shift: 1 for next-item models (inputs = window[:-1])
+    #: outputs do not depend on leading all-padding input columns (see TrainConfig)
+    trims_padding: ClassVar[bool] = False
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         "dim": ("categorical", [32, 64, 128]),
         "dropout": ("float", 0.0, 0.5),
@@ -188,6 +189,7 @@ class SequentialRecommender(Recommender):
             seed=self.seed,
             verbose=self.verbose,
             name=type(self).__name__,
+            trim_padding=self.trims_padding,
         )
         result = train(
             self._net,
@@ -242,6 +244,8 @@ class SequentialRecommender(Recommender):
         net.eval()
         device = next(net.parameters()).device
         inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
+        if self.trims_padding:
+            (inputs,) = trim_padding(inputs)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             last = self._hidden(net, inputs)[:, -1]
             out = last.float() @ self._output_items(net).float().T

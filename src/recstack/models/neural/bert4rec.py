@@ -111,7 +111,7 @@ class BERT4Rec(TransformerRecommender):
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
         clip_norm: float = 1.0,
-        patience: int = 10,
+        patience: int = 15,
         loss: str = "ce",
         negatives: int = 256,
         device: str = "auto",

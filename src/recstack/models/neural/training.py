@@ -44,6 +44,10 @@ class TrainConfig:
     seed: int
     verbose: bool
     name: str
+    #: the network gives the same outputs without leading all-padding columns (Transformers:
+    #: padded keys are masked, positions count from the right), so batches take windows of
+    #: similar length and drop the padding every row shares
+    trim_padding: bool = False
 
 
 @dataclass
@@ -93,6 +97,27 @@ def catalog_loss(
     return F.cross_entropy(
         logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
     )
+
+
+def trim_padding(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop the leading columns that are padding (0) in every row of the first tensor, from
+    each of the (B, L) tensors (left-padded sequences: the padding is on the left)."""
+    used = (tensors[0] != 0).any(0).nonzero()
+    first = int(used[0]) if len(used) else tensors[0].shape[1] - 1
+    return tuple(t[:, first:] for t in tensors)
+
+
+def _length_buckets(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Reorder a shuffled ``order`` so that each batch holds windows of similar length: sort
+    by length within runs of 32 batches, then shuffle the batches (as bucketing iterators
+    do). Cutting the shared padding then saves most of a short window's padding."""
+    chunk = np.arange(len(order)) // (32 * batch_size)
+    order = order[np.lexsort((lengths[order], chunk))]
+    starts = np.arange(0, len(order), batch_size)
+    batches = np.split(order, starts[1:])
+    return np.concatenate([batches[i] for i in rng.permutation(len(batches))])
 
 
 def init_distributed() -> None:
@@ -186,16 +211,22 @@ def train(
         disable=not config.verbose or rank != 0,
         leave=False,
     )
+    lengths = (windows > 0).sum(1)
     epoch = 0
     for epoch in bar:
         net.train()
-        order = torch.from_numpy(rng.permutation(len(data)))
+        order = rng.permutation(len(data))
+        if config.trim_padding:
+            order = _length_buckets(order, lengths, batch_size, rng)
+        order_t = torch.from_numpy(order)
         total, count = 0.0, 0
         for b in range(n_batches):
-            idx = order[b * batch_size : (b + 1) * batch_size]
+            idx = order_t[b * batch_size : (b + 1) * batch_size]
             if len(idx) == 0:  # a smaller share than another process's: reuse a batch
-                idx = order[:batch_size]
+                idx = order_t[:batch_size]
             inputs, targets = pairs(data[idx], gen)
+            if config.trim_padding:
+                inputs, targets = trim_padding(inputs, targets)
             inputs, targets = inputs.to(device), targets.to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 hidden = hidden_fn(module, inputs)

@@ -69,6 +69,7 @@ class TransformerRecommender(SequentialRecommender):
 
     layers: int
     heads: int
+    trims_padding = True
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         **SequentialRecommender.search_space,
         "layers": ("int", 1, 3),
