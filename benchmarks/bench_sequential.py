@@ -70,7 +70,7 @@ def synthetic(models: list[str], params: dict) -> None:
 
 def scale(params: dict) -> None:
     t0 = time.perf_counter()
-    data = make_shop(n_users=1_000_000, n_items=100_000, n_events=20_000_000, seed=0)
+    data = make_shop(n_users=1_000_000, n_items=100_000, n_events=10_000_000, seed=0)
     print(f"\n## scale: {data.n_users:,} users x {data.n_items:,} items, {data.n_events:,} events")
     print(f"data built in {time.perf_counter() - t0:.0f} s")
     model = create_model(

@@ -357,3 +357,20 @@ def test_bad_input_shapes_raise():
         attn(torch.randn(2, 5, 8), causal=True, padding=torch.zeros(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"got torch.bool of shape \(2, 4\)"):
         attn(torch.randn(2, 5, 8), causal=True, padding=torch.zeros(2, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pad_kind", ["none", "right", "left"])
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_last_only_equals_the_last_row_of_the_full_pass(causal, pad_kind, pre_norm):
+    torch.manual_seed(0)
+    encoder = TransformerEncoder(dim=16, heads=4, layers=3, dropout=0.0, pre_norm=pre_norm)
+    x = torch.randn(5, 7, 16)
+    padding = _padding(5, 7, pad_kind)
+    with torch.no_grad():
+        full = encoder(x, causal=causal, padding=padding)
+        last = encoder(x, causal=causal, padding=padding, last_only=True)
+    assert last.shape == (5, 1, 16)
+    torch.testing.assert_close(last, full[:, -1:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="last_only"):
+        encoder(x, causal=causal, last_only=True, return_weights=True)

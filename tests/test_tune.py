@@ -14,6 +14,7 @@ from recstack.errors import ConfigError
 from recstack.evaluation.tune import tune
 from recstack.models import get_model_class, model_names
 from test_biased_mf import planted_ratings
+from test_content import with_text
 
 pytest.importorskip("optuna")
 
@@ -24,6 +25,7 @@ FAST = {
     "bpr": {"iterations": 5},
     "biased-mf": {"iterations": 3},
     **dict.fromkeys(("sasrec", "bert4rec", "gru4rec", "caser", "two-tower"), NEURAL_FAST),
+    "content-knn": {"encoder": "tfidf"},
 }
 TUNABLE = [n for n in model_names() if n != "random"]
 
@@ -55,7 +57,8 @@ def test_search_space_is_valid_and_contains_the_defaults(name: str) -> None:
 
 @pytest.fixture(scope="module")
 def planted_split() -> Split:
-    return leave_last_out(planted_data(n_users=80, n_items=40))
+    # item titles of each block's words, for the content models (the others ignore them)
+    return leave_last_out(with_text(planted_data(n_users=80, n_items=40), 4))
 
 
 @pytest.mark.parametrize("name", TUNABLE)

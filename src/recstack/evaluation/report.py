@@ -180,6 +180,7 @@ def write_report(
     fit_seconds: Mapping[str, float] | None = None,
     split: Split | None = None,
     sweeps: Mapping[str, pd.DataFrame] | None = None,
+    cold_start: Mapping[str, pd.DataFrame] | None = None,
 ) -> Path:
     """Write ``report.html`` (tables and figures in one self-contained file) and
     ``results.json`` (the same numbers for machines) to ``directory``.
@@ -195,6 +196,9 @@ def write_report(
     sweeps : {model name: DataFrame}, optional
         Re-ranking trade-off sweeps (:func:`recstack.evaluation.evaluator.rerank_sweep`)
         drawn as accuracy against diversity, coverage, novelty and miscalibration curves.
+    cold_start : {title: DataFrame}, optional
+        Cold-start tables (:mod:`recstack.evaluation.coldstart`: cold items, cold users),
+        shown under their titles in a section of their own.
 
     Returns
     -------
@@ -278,6 +282,17 @@ def write_report(
             k_s = sweep.attrs.get("k", k)
             cols = [c for c in (f"{m}@{k_s}" for m in ("ndcg", *_SWEEP_AXES)) if c in sweep]
             parts += [f"<h3>{html.escape(model)}</h3>", _table(sweep[cols])]
+    if cold_start:
+        parts += [
+            "<h2>Cold start</h2>",
+            '<p class="note">Cold items: the models refitted on a split that holds a share of '
+            "the items out entirely; HR/NDCG of those items, ranked against the whole catalog "
+            "and among themselves (among cold); cold_share: share of list slots holding them; the "
+            "random rows are expected values. Cold users: the fitted models scoring each test "
+            "user from their last n events only.</p>",
+        ]
+        for name, cold in cold_start.items():
+            parts += [f"<h3>{html.escape(name)}</h3>", _table(cold)]
     parts += ["<h2>All metrics</h2>", _table(full)]
     body = "\n".join(parts)
     page = (
@@ -308,6 +323,10 @@ def write_report(
                 "rows": sw.reset_index().to_dict(orient="records"),
             }
             for n, sw in sweeps.items()
+        }
+    if cold_start:
+        payload["cold_start"] = {
+            name: cold.reset_index().to_dict(orient="records") for name, cold in cold_start.items()
         }
     (directory / "results.json").write_text(json.dumps(payload, indent=2, default=_jsonable))
     return report

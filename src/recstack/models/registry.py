@@ -26,6 +26,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "als": ("recstack.models.als:ALS", "implicit-feedback ALS (Hu et al. 2008), CG solver"),
     "bpr": ("recstack.models.bpr:BPR", "BPR matrix factorization, multi-threaded SGD"),
     "biased-mf": ("recstack.models.biased_mf:BiasedMF", "biased MF for ratings (ALS or SGD)"),
+    "content-knn": (
+        "recstack.models.content:ContentKNN",
+        "content-based k-NN: cosine of item text embeddings (MiniLM or TF-IDF) to the history",
+    ),
     "sasrec": (
         "recstack.models.neural.sasrec:SASRec",
         "SASRec: causal self-attention over the history (torch)",

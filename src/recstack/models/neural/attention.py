@@ -140,6 +140,7 @@ class MultiHeadSelfAttention(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the sequence.
 
@@ -155,6 +156,9 @@ class MultiHeadSelfAttention(nn.Module):
         return_weights : bool, default False
             Also return the attention weights. This takes the explicit path (the formula,
             written out); otherwise the fused ``scaled_dot_product_attention`` kernel runs.
+        last_only : bool, default False
+            Only the last position queries (over every key): ``out`` is (B, 1, D), the last
+            row of the full output, at about 1/L of the query-side cost (scoring needs no more).
 
         Returns
         -------
@@ -165,6 +169,8 @@ class MultiHeadSelfAttention(nn.Module):
             queries that see no key are all 0.
         """
         batch, length, dim = _check_input(x, padding, self.dim)
+        if last_only:
+            return self._last_query(x, causal=causal, padding=padding)
         q, k, v = (self._split_heads(t) for t in self.qkv(x).split(dim, dim=-1))
         scale = 1.0 / math.sqrt(self.head_dim)
         p_drop = self.dropout if self.training else 0.0
@@ -193,6 +199,26 @@ class MultiHeadSelfAttention(nn.Module):
         if alive is not None:
             out = out.masked_fill(~alive, 0.0)
         return (out, weights) if weights is not None else out
+
+    def _last_query(self, x: Tensor, *, causal: bool, padding: Tensor | None) -> Tensor:
+        """The last row of :meth:`forward`'s output, (B, 1, D): one query, every key."""
+        batch, length, dim = x.shape
+        w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
+        b_q, b_kv = (
+            self.qkv.bias.split([dim, 2 * dim]) if self.qkv.bias is not None else (None,) * 2
+        )
+        q = self._split_heads(F.linear(x[:, -1:], w_q, b_q))
+        k, v = (self._split_heads(t) for t in F.linear(x, w_kv, b_kv).split(dim, dim=-1))
+        allowed, alive = _attention_mask(
+            batch, length, causal=causal, padding=padding, device=x.device
+        )
+        allowed, alive = allowed[:, :, -1:], alive[:, -1:]  # the last query's row
+        p_drop = self.dropout if self.training else 0.0
+        ctx = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=allowed, dropout_p=p_drop, scale=1.0 / math.sqrt(self.head_dim)
+        )
+        out = self.out(ctx.transpose(1, 2).reshape(batch, 1, dim))
+        return out.masked_fill(~alive, 0.0)
 
     def _split_heads(self, t: Tensor) -> Tensor:
         """(B, L, D) -> (B, H, L, d_k): head ``h`` holds features ``h*d_k : (h+1)*d_k``."""
@@ -265,6 +291,7 @@ class TransformerBlock(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Transform the sequence.
 
@@ -277,6 +304,8 @@ class TransformerBlock(nn.Module):
             ``True`` at padded positions.
         return_weights : bool, default False
             Also return the attention weights, (B, H, L, L).
+        last_only : bool, default False
+            Compute the last position only: ``out`` is (B, 1, D) (no weights).
 
         Returns
         -------
@@ -287,9 +316,13 @@ class TransformerBlock(nn.Module):
             self.norm1(x) if self.pre_norm else x,
             causal=causal,
             padding=padding,
-            return_weights=return_weights,
+            return_weights=return_weights and not last_only,
+            last_only=last_only,
         )
-        a, weights = a if return_weights else (a, None)
+        a, weights = a if return_weights and not last_only else (a, None)
+        if last_only:
+            x = x[:, -1:]
+            padding = None if padding is None else padding[:, -1:]
         h = x + self.drop(a)
         if self.pre_norm:
             out = h + self.drop(self.ffn(self.norm2(h)))
@@ -358,6 +391,7 @@ class TransformerEncoder(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Run the blocks in order.
 
@@ -370,15 +404,23 @@ class TransformerEncoder(nn.Module):
             ``True`` at padded positions.
         return_weights : bool, default False
             Also return each block's attention weights.
+        last_only : bool, default False
+            Only the last position's output, (B, 1, D): the last block then queries from
+            the last position alone (what next-item scoring reads; not with weights).
 
         Returns
         -------
         out : (B, L, D) tensor, zero at padded positions
         weights : list of (B, H, L, L) tensors, one per block, only when ``return_weights``
         """
+        if last_only and return_weights:
+            raise ValueError("last_only and return_weights cannot be combined")
         weights: list[Tensor] = []
-        for block in self.blocks:
-            if return_weights:
+        for i, block in enumerate(self.blocks):
+            if last_only and i == len(self.blocks) - 1:
+                x = block(x, causal=causal, padding=padding, last_only=True)
+                padding = None if padding is None else padding[:, -1:]
+            elif return_weights:
                 x, w = block(x, causal=causal, padding=padding, return_weights=True)
                 weights.append(w)
             else:

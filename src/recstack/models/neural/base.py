@@ -140,6 +140,10 @@ class SequentialRecommender(Recommender):
         """Hidden states (B, L, D) of padded inputs (B, L) (``net`` may be DDP-wrapped)."""
         return net(inputs)
 
+    def _last_hidden(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Hidden state (B, D) at the last position, which scoring reads."""
+        return self._hidden(net, inputs)[:, -1]
+
     def _pairs(
         self, windows: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,7 +251,7 @@ class SequentialRecommender(Recommender):
         if self.trims_padding:
             (inputs,) = trim_padding(inputs)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            last = self._hidden(net, inputs)[:, -1]
+            last = self._last_hidden(net, inputs)
             out = last.float() @ self._output_items(net).float().T
         return out.float().cpu()
 

@@ -39,9 +39,11 @@ class BERT4RecNet(TransformerSequenceNet):
         super().__init__(n_items, dim, max_len, heads, layers, dropout, causal=False, pos_std=1.0)
         self.head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
 
-    def forward(self, items: torch.Tensor, return_weights: bool = False) -> Any:
+    def forward(
+        self, items: torch.Tensor, return_weights: bool = False, last_only: bool = False
+    ) -> Any:
         """As :meth:`TransformerSequenceNet.forward`, the output transform applied."""
-        out = super().forward(items, return_weights)
+        out = super().forward(items, return_weights, last_only)
         if return_weights:
             return self.head(out[0]), out[1]
         return self.head(out)

@@ -49,7 +49,9 @@ class TransformerSequenceNet(nn.Module):
             self.item_emb.weight[0].zero_()
         self.scale = dim**0.5
 
-    def forward(self, items: torch.Tensor, return_weights: bool = False) -> Any:
+    def forward(
+        self, items: torch.Tensor, return_weights: bool = False, last_only: bool = False
+    ) -> Any:
         """``items``: (B, L) padded (0) item indices shifted by one, latest last.
 
         Returns (B, L, D) hidden states (and each layer's (B, H, L, L) attention weights
@@ -60,7 +62,13 @@ class TransformerSequenceNet(nn.Module):
         x = self.item_emb(items) * self.scale + self.pos_emb(pos)[None]
         padding = items == 0
         x = self.dropout(x) * (~padding)[..., None]
-        return self.encoder(x, causal=self.causal, padding=padding, return_weights=return_weights)
+        return self.encoder(
+            x,
+            causal=self.causal,
+            padding=padding,
+            return_weights=return_weights,
+            last_only=last_only,
+        )
 
 
 class TransformerRecommender(SequentialRecommender):
@@ -82,6 +90,10 @@ class TransformerRecommender(SequentialRecommender):
         _check_int("heads", self.heads, 1)
         if self.dim % self.heads:
             raise ConfigError(f"dim ({self.dim}) must be a multiple of heads ({self.heads})")
+
+    def _last_hidden(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        # the last block queries from the scored position alone (exact; half the cost)
+        return net(inputs, last_only=True)[:, -1]
 
     def attention(self, histories: Histories) -> list[np.ndarray]:
         """Attention weights of each layer when scoring the histories, a list of
