@@ -187,7 +187,8 @@ def test_lists_match_recommend_with_ties(seed: int, k: int, n_items: int) -> Non
     table[rng.random(table.shape) < 0.1] = np.nan
     table[rng.random(table.shape) < 0.3] = -np.inf
     user = np.repeat(np.arange(n_users), 4)
-    item = rng.integers(0, n_items, size=len(user))
+    # 4 distinct items per user, so every test item is rankable (not in the train history)
+    item = np.argsort(rng.random((n_users, n_items)), axis=1)[:, :4].ravel()
     users, items = IdMap(np.arange(n_users), "user"), IdMap(np.arange(n_items))
     log = Interactions(users, items, user, item, np.ones(len(user)), np.arange(len(user)))
     last = np.zeros(len(user), dtype=bool)
