@@ -83,24 +83,46 @@ def test_distributions() -> None:
 
 @pytest.mark.parametrize("lam", [0.2, 0.5, 0.9, 1.0])
 @pytest.mark.parametrize("alpha", [ALPHA, 0.3])
+@pytest.mark.parametrize("discount", [True, False])
 def test_greedy_matches_brute_force(
-    data: tuple[np.ndarray, Histories, np.ndarray, np.ndarray], lam: float, alpha: float
+    data: tuple[np.ndarray, Histories, np.ndarray, np.ndarray],
+    lam: float,
+    alpha: float,
+    discount: bool,
 ) -> None:
-    """Each step lists the candidate maximizing (1 - lam) rel - lam C_KL(list + candidate),
-    with C_KL from the brute-force definition."""
+    """Step s (0-based) lists the candidate maximizing (1 - lam) w_s rel - lam
+    C_KL(list + candidate), w_s = 1 / log2(s + 2) with the DCG discount and 1 without
+    (Steck's objective), with C_KL from the brute-force definition."""
     cats, histories, cand, scores = data
-    got = Calibrated(lam, alpha).fit(categories=cats).rerank(cand, scores, 6, histories)
+    rr = Calibrated(lam, alpha, discount=discount).fit(categories=cats)
+    got = rr.rerank(cand, scores, 6, histories)
     for r in range(len(cand)):
         rel = (scores[r] - scores[r].min()) / (scores[r].max() - scores[r].min())
         history = histories.items[histories.indptr[r] : histories.indptr[r + 1]].tolist()
         chosen: list[int] = []
-        for _ in range(6):
+        for s in range(6):
+            weight = 1 / np.log2(s + 2) if discount else 1.0
             objective = np.full(len(cand[r]), -np.inf)
             for c in set(range(len(cand[r]))) - set(chosen):
                 kl = _kl_reference(cand[r, [*chosen, c]].tolist(), history, cats, alpha)
-                objective[c] = (1 - lam) * rel[c] - lam * np.nan_to_num(kl)
+                objective[c] = (1 - lam) * weight * rel[c] - lam * np.nan_to_num(kl)
             chosen.append(int(np.argmax(objective)))
         assert got[r].tolist() == chosen
+
+
+def test_discount_changes_the_lists(
+    data: tuple[np.ndarray, Histories, np.ndarray, np.ndarray],
+) -> None:
+    """The two objectives are different re-rankers (the parametrized test above would pass
+    for both if the flag were ignored), and the spec records the non-default one."""
+    cats, histories, cand, scores = data
+    lists = [
+        Calibrated(0.2, discount=d).fit(categories=cats).rerank(cand, scores, 6, histories)
+        for d in (True, False)
+    ]
+    assert not np.array_equal(*lists)
+    assert Calibrated(0.2, discount=False).spec == "calibrate:0.2,discount=false"
+    assert Calibrated(0.2).spec == "calibrate:0.2"
 
 
 def test_kl_falls_as_lambda_grows(

@@ -20,6 +20,7 @@ from recstack.explain import (
     deletion_test,
     explain,
     explainer_for,
+    influence,
     leave_one_out,
     register,
     registry,
@@ -31,6 +32,8 @@ from recstack.models import (
     ALS,
     BPR,
     EASE,
+    NMF,
+    BiasedMF,
     ItemKNN,
     Popularity,
     PureSVD,
@@ -182,12 +185,135 @@ def test_leave_one_out_equals_rescoring_without_the_item(make, data: Interaction
     model = make().fit(data)
     hist = query_histories(data)
     targets = targets_of(model, hist)
-    attr = attribute(model, hist, targets)
+    attr = attribute(model, hist, targets, method="leave-one-out")  # BPR's auto: influence
     assert attr.method == "leave-one-out" and not attr.exact
     np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=1e-5)
     np.testing.assert_allclose(
         attr.scores, np.take_along_axis(model.score(hist), targets, 1), atol=1e-6
     )
+
+
+FAST_LOO = [
+    ("biased-mf", lambda: BiasedMF(factors=6, reg=0.1, bias_reg=0.05)),
+    ("biased-mf-no-bias-reg", lambda: BiasedMF(factors=3, bias_reg=0.0, method="sgd")),
+    ("biased-mf-biases-only", lambda: BiasedMF(factors=0)),
+    ("nmf", lambda: NMF(factors=6, iterations=20, l1=0.1, l2=0.5, fold_in_sweeps=7)),
+    ("nmf-values", lambda: NMF(factors=4, iterations=10, binary=False)),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), FAST_LOO, ids=[n for n, _ in FAST_LOO])
+def test_fast_leave_one_out_equals_rescoring(name: str, make, rated: Interactions) -> None:
+    """The closed-form (BiasedMF) and batched (NMF) paths give the generic path's drops,
+    and those of re-scoring by hand; one-item histories (nothing left) included."""
+    model = make().fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    fast = attribute(model, hist, targets)
+    assert registry.explainer_for(model) is registry.loo_explainer
+    assert fast.method == "leave-one-out" and not fast.exact
+    generic = leave_one_out(model, hist, targets)  # re-scores the catalog per removed item
+    scale = np.abs(generic.terms).max()
+    assert scale > 0
+    np.testing.assert_allclose(fast.terms, generic.terms, atol=1e-5 * max(1.0, scale))
+    brute = brute_force_drops(model, hist, targets)
+    np.testing.assert_allclose(fast.terms, brute, atol=1e-5 * max(1.0, scale))
+    np.testing.assert_allclose(fast.scores, generic.scores)
+    assert 1 in hist.lengths  # the new user [5]: its one item's drop is the whole fold-in
+
+
+def _influence_reference(model: BPR, hist: Histories, targets: np.ndarray) -> np.ndarray:
+    """The influence drops of ``recstack.explain.influence`` written densely: per history,
+    the sampled objective's gradients and Hessian pair by pair, a linear solve."""
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    q = model.item_factors_.astype(np.float64)
+    k = q.shape[1] - 1
+    users = model.user_vectors(hist).astype(np.float64)
+    probs = influence.sampler_probabilities(model)
+    pool = np.flatnonzero(probs > 0)
+    size = min(influence.NEGATIVES, len(pool))
+    negatives = np.sort(np.random.default_rng(model.seed).choice(pool, size, replace=False))
+    csr = hist.to_csr()
+    out = np.zeros((csr.nnz, targets.shape[1]))
+    for r in range(len(hist)):
+        items, p = csr.indices[csr.indptr[r] : csr.indptr[r + 1]], users[r]
+        m = len(items)
+        if m == 1:
+            out[csr.indptr[r]] = q[targets[r], :k] @ p[:k]
+            continue
+        neg = negatives[~np.isin(negatives, items)] if model.verify_negative else negatives
+        pi = probs[neg] / probs[neg].sum()
+        grads = np.zeros((m, k))
+        hess = np.zeros((k, k))
+        for a, i in enumerate(items):
+            for n, w in zip(neg, pi, strict=True):
+                x = p @ (q[i] - q[n])
+                d = q[i, :k] - q[n, :k]
+                grads[a] -= w * (1 - sig(x)) * d
+                hess += w * sig(x) * (1 - sig(x)) * np.outer(d, d)
+        hess = hess / m + model.regularization * np.eye(k)
+        v = np.linalg.solve(hess, q[targets[r], :k].T)  # (k, K)
+        outside = 1 - probs[items].sum()
+        for a, j in enumerate(items):
+            delta = grads.mean(0) - grads[a]
+            if model.verify_negative:
+                eps = probs[j] / (outside + probs[j])
+                for b, i in enumerate(items):
+                    if b != a:
+                        pair = -(1 - sig(p @ (q[i] - q[j]))) * (q[i, :k] - q[j, :k])
+                        delta += eps * (pair - grads[b])
+            out[csr.indptr[r] + a] = delta @ v / (m - 1)
+    return out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"negative_sampling": "popularity", "popularity_beta": 0.7}, {"verify_negative": False}],
+    ids=["uniform", "popularity", "unverified"],
+)
+def test_bpr_influence_matches_its_dense_formula(params: dict, data: Interactions) -> None:
+    model = BPR(factors=5, iterations=5, fold_in_iterations=20, num_threads=1, **params)
+    model.fit(data)
+    hist = query_histories(data)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    assert attr.method == "influence" and not attr.exact
+    np.testing.assert_allclose(attr.terms, _influence_reference(model, hist, targets), atol=1e-9)
+    np.testing.assert_allclose(
+        attr.scores, np.take_along_axis(model.score(hist), targets, 1), rtol=1e-5
+    )
+    # a one-item history leaves nothing: there the estimate is the exact drop
+    one = np.flatnonzero(hist.lengths == 1)
+    single = hist.select(one)
+    np.testing.assert_allclose(
+        attr.terms[attr.indptr[one]], brute_force_drops(model, single, targets[one]), atol=1e-5
+    )
+
+
+def test_bpr_sampler_probabilities_from_the_alias_table(data: Interactions) -> None:
+    model = BPR(factors=2, iterations=1, negative_sampling="popularity", popularity_beta=0.5)
+    model.fit(data)
+    weights = data.item_user_counts.astype(np.float64) ** 0.5
+    np.testing.assert_allclose(influence.sampler_probabilities(model), weights / weights.sum())
+    uniform = BPR(factors=2, iterations=1).fit(data)
+    np.testing.assert_allclose(influence.sampler_probabilities(uniform), 1 / data.n_items)
+
+
+def test_bpr_influence_tracks_converged_leave_one_out(data: Interactions) -> None:
+    """With a long, slow fold-in (close to its optimum) and every catalog item among the
+    sampled negatives, the Newton-step estimate follows the re-scored drops (averaged over
+    two fold-in seeds); on ML-100K see ``recstack.explain.influence``."""
+    model = BPR(factors=4, iterations=30, fold_in_iterations=400, fold_in_learning_rate=0.05,
+                num_threads=1).fit(data)  # fmt: skip
+    hist = data.histories(np.arange(12))
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    drops = []
+    for seed in (0, 1):
+        model.seed = seed
+        drops.append(leave_one_out(model, hist, targets).terms)
+    model.seed = 0
+    assert np.corrcoef(attr.terms.ravel(), np.mean(drops, axis=0).ravel())[0, 1] > 0.75
 
 
 def test_leave_one_out_of_a_linear_model_is_its_exact_decomposition(data: Interactions) -> None:
@@ -239,6 +365,33 @@ def test_sequential_leave_one_out_skips_only_what_the_model_cannot_see(
     np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=1e-5)
     full = leave_one_out(model, hist, targets)  # no window: every item re-scored
     np.testing.assert_allclose(attr.terms, full.terms, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("bert4rec", {"heads": 2, "layers": 1, "max_len": 6}),
+        ("gru4rec", {"hidden_dim": 8, "max_len": 6}),
+        ("caser", {"window": 3, "max_len": 6, "horizontal": 2, "vertical": 2}),
+    ],
+)
+def test_sequential_fast_path_for_every_architecture(name: str, params: dict) -> None:
+    """BERT4Rec (mask token), GRU4Rec (reads the padding) and Caser (reads only its
+    ``window``) through the batched path: the generic path's drops."""
+    pytest.importorskip("torch")
+    from recstack.models import create_model
+
+    log = cycle_data(n_items=20, n_users=60)[0]
+    fast = {"dim": 8, "epochs": 1, "verbose": False, "device": "cpu"}
+    model = create_model(name, **fast, **params).fit(log)
+    users = np.flatnonzero((log.user_lengths > 3) & (log.user_lengths <= 12))[:10]
+    hist = log.histories(users)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    assert attr.method == "leave-one-out"
+    generic = leave_one_out(model, hist, targets)
+    assert np.abs(generic.terms).max() > 0
+    np.testing.assert_allclose(attr.terms, generic.terms, atol=1e-5)
 
 
 def test_attention_view_reads_the_last_layer(sasrec: tuple[Recommender, Interactions]) -> None:

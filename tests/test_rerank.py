@@ -126,6 +126,78 @@ def test_mmr_matches_brute_force(
         assert one[0].tolist() == expected
 
 
+def _exposure_reference(cand: np.ndarray, scores: np.ndarray, cos: np.ndarray, k: int,
+                        lam: float, mean: bool, exposure: float) -> list[list[int]]:  # fmt: skip
+    """Exposure-aware MMR from its definition: position by position over all rows, each
+    candidate also losing exposure * (share of the rows that already list it)."""
+    n = len(cand)
+    rel = [_minmax(scores[r]) for r in range(n)]
+    chosen: list[list[int]] = [[] for _ in range(n)]
+    for _ in range(k):
+        listed = [cand[r, c] for r in range(n) for c in chosen[r]]
+        for r in range(n):
+            best, best_v = -1, -np.inf
+            for c in range(cand.shape[1]):
+                if c in chosen[r]:
+                    continue
+                sims = [cos[cand[r, c], cand[r, j]] for j in chosen[r]]
+                pen = 0.0 if not sims else (np.mean(sims) if mean else np.max(sims))
+                share = listed.count(cand[r, c]) / n
+                v = lam * rel[r][c] - (1 - lam) * pen - exposure * share
+                if v > best_v:
+                    best, best_v = c, v
+            chosen[r].append(best)
+    return chosen
+
+
+@pytest.mark.parametrize("klass", [MMR, MeanMMR])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_exposure_mmr_matches_brute_force(klass: type[MMR], sparse: bool) -> None:
+    """Rows that share candidates: the exposure term spreads the lists over more items."""
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(30, 4))
+    given = sp.csr_matrix(np.where(np.abs(vectors) > 0.3, vectors, 0.0)) if sparse else vectors
+    cos = _cosines(given.toarray() if sparse else vectors)
+    cand = np.stack([rng.permutation(12) for _ in range(9)])  # 9 users, the same 12 items
+    scores = rng.normal(size=(9, 12)) + np.linspace(3, 0, 12)[cand]  # shared popularity
+    plain = klass(0.6).fit(item_vectors=given).rerank(cand, scores, 4)
+    mmr = klass(0.6, exposure=0.8).fit(item_vectors=given)
+    got = mmr.rerank(cand, scores, 4)
+    assert got.tolist() == _exposure_reference(cand, scores, cos, 4, 0.6, klass.mean_penalty, 0.8)
+    covered = [len(np.unique(R.gather(cand, pos, -1))) for pos in (plain, got)]
+    assert covered[1] > covered[0]
+    # one row alone has no one to share exposure with: plain MMR
+    assert mmr.rerank(cand[:1], scores[:1], 4).tolist() == plain[:1].tolist()
+
+
+def test_mixture_similarity_is_the_weighted_sum_of_cosines() -> None:
+    rng = np.random.default_rng(4)
+    genres = (rng.random((20, 5)) < 0.3).astype(float)  # some all-zero rows
+    columns = sp.random(20, 40, density=0.2, format="csr", random_state=2)
+    factors = rng.normal(size=(20, 3))
+    expected = 0.6 * _cosines(genres) + 0.4 * _cosines(columns.toarray())
+    mixed = ItemSimilarity.mixture([(genres, 0.6), (columns, 0.4)])
+    assert not mixed.is_dense
+    np.testing.assert_allclose(mixed.pairwise(range(20), range(20)), expected, atol=1e-6)
+    dense = ItemSimilarity.mixture([(genres, 0.5), (factors, 0.5)])
+    assert dense.is_dense
+    np.testing.assert_allclose(
+        dense.pairwise(range(20), range(20)),
+        0.5 * _cosines(genres) + 0.5 * _cosines(factors),
+        atol=1e-6,
+    )
+    # MMR over the mixture is MMR over the mixed cosine matrix
+    cand = np.stack([rng.permutation(20)[:10] for _ in range(3)])
+    scores = rng.normal(size=(3, 10))
+    got = MeanMMR(0.4).fit(item_vectors=mixed).rerank(cand, scores, 5)
+    for r in range(3):
+        assert got[r].tolist() == _mmr_reference(cand[r], scores[r], expected, 5, 0.4, True)
+    with pytest.raises(ConfigError, match="weights must be non-negative and sum to 1"):
+        ItemSimilarity.mixture([(genres, 0.6), (columns, 0.6)])
+    with pytest.raises(DataError, match=r"mixture parts have \[20, 3\] rows"):
+        ItemSimilarity.mixture([(genres, 0.5), (np.eye(3), 0.5)])
+
+
 @pytest.mark.parametrize("theta", [0.0, 0.3, 0.8])
 def test_dpp_matches_greedy_slogdet(
     tiny: tuple[np.ndarray, np.ndarray, np.ndarray], theta: float
@@ -254,11 +326,14 @@ def test_category_caps_fill_the_list_when_too_few_pass() -> None:
         ("cap:2", CategoryCap(2)),
         ("cap:2.0", CategoryCap(2)),
         ("dpp", DPP()),
+        ("mmr-mean:0.5, exposure=2", MeanMMR(0.5, exposure=2.0)),
+        ("calibrate:0.3,discount=False,alpha=0.05", Calibrated(0.3, 0.05, discount=False)),
     ],
 )
 def test_parse_rerank(spec: str, expected: R.Reranker) -> None:
     got = parse_rerank(spec)
     assert type(got) is type(expected) and got.value == expected.value
+    assert repr(got) == repr(expected)
     assert parse_rerank(got.spec).spec == got.spec
     if spec == "cap:2.0":
         assert isinstance(got, CategoryCap) and isinstance(got.cap, int)
@@ -279,6 +354,11 @@ def test_parse_rerank(spec: str, expected: R.Reranker) -> None:
         ("cap:1.5", r"cap: cap must be an integer >= 1, got 1\.5"),
         ("cap:inf", r"cap: cap must be an integer >= 1, got inf"),
         ("mmr:0.3:0.2", r"value of lam must be a number, got '0\.3:0\.2'"),
+        ("mmr:0.3,jitter=1", r"'jitter=1' is not option=value with a known option of mmr"),
+        ("dpp:0.3,exposure", r"known option of dpp \(none\)"),
+        ("mmr:0.3,exposure=lots", r"exposure must be a number, got 'lots'"),
+        ("mmr:0.3,exposure=-1", r"mmr: exposure must be a number >= 0, got -1\.0"),
+        ("calibrate:0.3,discount=1", r"discount must be true or false"),
     ],
 )
 def test_bad_specs_name_the_problem(spec: str, message: str) -> None:

@@ -26,13 +26,14 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numba
 import numpy as np
 import scipy.sparse as sp
 
 from recstack.errors import DataError
+from recstack.ranking.rerank import unit_rows
 
 #: gathered values per chunk of :func:`ild` with dense vectors (bounds its memory)
 _ILD_CHUNK_VALUES = 1 << 22
@@ -214,21 +215,6 @@ def arp(index: np.ndarray, popularity: np.ndarray) -> np.ndarray:
     return _list_mean(pop[np.where(valid, index, 0)], valid)
 
 
-def _unit_rows(vectors: Any) -> np.ndarray | sp.csr_matrix:
-    """Rows of a dense or sparse (n, d) matrix scaled to unit L2 norm (zero rows stay zero);
-    sparse input gives CSR with sorted indices."""
-    if sp.issparse(vectors):
-        sparse = sp.csr_matrix(cast(Any, vectors)).astype(np.float64)
-        norm = np.sqrt(np.asarray(sparse.multiply(sparse).sum(axis=1)).ravel())
-        inv = np.divide(1.0, norm, out=np.zeros_like(norm), where=norm > 0)
-        unit = sp.csr_matrix(sp.diags(inv) @ sparse)
-        unit.sort_indices()
-        return unit
-    dense = np.asarray(vectors, dtype=np.float64)
-    norm2 = np.linalg.norm(dense, axis=1, keepdims=True)
-    return np.divide(dense, norm2, out=np.zeros_like(dense), where=norm2 > 0)
-
-
 @numba.njit(parallel=True, cache=True, nogil=True)
 def _sparse_prefix_sum_sq(
     index: np.ndarray,
@@ -283,7 +269,7 @@ def ild(index: np.ndarray, item_vectors: Any) -> np.ndarray:
 def ild_prefixes(index: np.ndarray, item_vectors: Any, ks: list[int]) -> np.ndarray:
     """:func:`ild` of the top ``k`` of each list for each ``k`` in ``ks`` (1 <= k <= K),
     in one pass, shape (n, len(ks)) float64."""
-    unit = _unit_rows(item_vectors)
+    unit = unit_rows(item_vectors)
     n_items, dim = unit.shape
     index = _check_index(index, n_items)
     n, k_max = index.shape

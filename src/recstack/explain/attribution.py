@@ -39,7 +39,8 @@ class Attribution:
         Internal index of each target item.
     method : str
         How the terms were obtained: ``"exact"``, ``"hkv"``, ``"leave-one-out"``,
-        ``"attention"``, ``"popularity"``, ``"content"``...
+        ``"influence"`` (an estimate of the leave-one-out drop), ``"attention"``,
+        ``"popularity"``, ``"content"``...
     exact : bool
         The terms of a row sum to ``scores`` (up to float rounding).
     notes : (n, K) object or None

@@ -10,9 +10,14 @@ model                       explanation (``method``)
 ==========================  ===============================================================
 ItemKNN, EASE, PureSVD      exact decomposition of the score into per-item terms (exact)
 ALS                         Hu-Koren-Volinsky terms of the folded-in user vector (hkv)
+BPR                         influence-function estimate of the leave-one-out drop of its
+                            SGD fold-in, whose re-scored drops are mostly noise (influence)
+BiasedMF, NMF               leave-one-out through the fold-in: Sherman-Morrison updates of
+                            the ridge solve, batched coordinate descent (leave-one-out)
 Popularity                  a plain statement of the item's popularity (popularity)
-sequential (torch) models   leave-one-out within the ``max_len`` items they read; the
-                            Transformers' attention weights on request (attention)
+sequential (torch) models   leave-one-out within the items they read, batched through the
+                            network for the targets only; the Transformers' attention
+                            weights on request (attention)
 any other model             leave-one-out: score drop when the item is removed
 content models (future)     most similar history items and shared words (content hook)
 ==========================  ===============================================================
@@ -55,8 +60,8 @@ class Explanation:
         The history items that drove it, largest first: external ID and signed share
         (see :meth:`Attribution.shares`; only items with a positive share are listed).
     method : str
-        The explainer: ``"exact"``, ``"hkv"``, ``"leave-one-out"``, ``"attention"``,
-        ``"popularity"``, ``"content"``.
+        The explainer: ``"exact"``, ``"hkv"``, ``"leave-one-out"``, ``"influence"``,
+        ``"attention"``, ``"popularity"``, ``"content"``.
     """
 
     item: str
@@ -88,7 +93,7 @@ def attribute(
         Internal indices of the items to explain for each history.
     method : {"auto", "leave-one-out", "attention"}
         ``"auto"``: the model's registered explainer (exact where one exists), else
-        leave-one-out.
+        leave-one-out (through the model's faster path where it has one).
 
     Returns
     -------

@@ -18,8 +18,14 @@ from recstack.errors import ConfigError
 from recstack.explain.attribution import Attribution
 from recstack.explain.baselines import popularity_attribution
 from recstack.explain.factors import als_attribution
+from recstack.explain.influence import bpr_influence
 from recstack.explain.linear import ease_attribution, itemknn_attribution, puresvd_attribution
 from recstack.explain.loo import leave_one_out
+from recstack.explain.loo_models import (
+    biased_mf_leave_one_out,
+    nmf_leave_one_out,
+    sequential_leave_one_out,
+)
 from recstack.explain.sequential import attention_attribution
 
 #: ``explainer(model, histories, targets (n, K) int) -> Attribution``
@@ -29,11 +35,21 @@ Explainer = Callable[[Any, Histories, np.ndarray], Attribution]
 _SEQUENTIAL = "recstack.models.neural.base:SequentialRecommender"
 
 
+#: ``"module:Class"`` -> a faster path to the same leave-one-out drops (``loo_models``)
+LEAVE_ONE_OUT: dict[str, Explainer] = {
+    "recstack.models.biased_mf:BiasedMF": biased_mf_leave_one_out,
+    "recstack.models.nmf:NMF": nmf_leave_one_out,
+    _SEQUENTIAL: sequential_leave_one_out,
+}
+
+
 def loo_explainer(model: Any, histories: Histories, targets: np.ndarray) -> Attribution:
-    """:func:`leave_one_out`, skipping (exactly) the items a sequential model cannot see:
-    those outside its latest ``max_len`` events."""
-    window = int(model.max_len) if _SEQUENTIAL in class_paths(model) else None
-    return leave_one_out(model, histories, targets, window=window)
+    """Leave-one-out: the model's fast path in :data:`LEAVE_ONE_OUT` when it has one, else
+    :func:`leave_one_out` (re-scoring the catalog per removed item)."""
+    fast = next((LEAVE_ONE_OUT[p] for p in class_paths(model) if p in LEAVE_ONE_OUT), None)
+    if fast is not None:
+        return fast(model, histories, targets)
+    return leave_one_out(model, histories, targets)
 
 
 #: ``"module:Class"`` -> its explainer (``method="auto"``); others get :func:`loo_explainer`
@@ -42,6 +58,7 @@ EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.ease:EASE": ease_attribution,
     "recstack.models.svd:PureSVD": puresvd_attribution,
     "recstack.models.als:ALS": als_attribution,
+    "recstack.models.bpr:BPR": bpr_influence,
     "recstack.models.baselines:Popularity": popularity_attribution,
 }
 

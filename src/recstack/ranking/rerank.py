@@ -34,7 +34,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import numbers
+from collections.abc import Sequence
 from typing import Any, ClassVar, Self, cast
 
 import numba
@@ -67,30 +69,60 @@ class ItemSimilarity:
     """
 
     def __init__(self, vectors: Any) -> None:
-        self.is_dense = not sp.issparse(vectors)
+        self._store(unit_rows(vectors))
+
+    @classmethod
+    def mixture(cls, parts: Sequence[tuple[Any, float]]) -> ItemSimilarity:
+        """The weighted sum ``sum_k w_k cos_k(i, j)`` of the cosines of several vector sets,
+        e.g. genres and item-user columns (``w_k >= 0``, summing to 1).
+
+        Stored as the concatenation of each set's unit rows scaled by ``sqrt(w_k)`` (not
+        normalized again), whose dot products are exactly that sum: the kernels need no
+        change. An item with an all-zero vector in one set gets 0 from that set's term.
+
+        Examples
+        --------
+        >>> genres, columns = np.array([[1, 0], [1, 0]]), np.array([[1, 0], [0, 1]])
+        >>> ItemSimilarity.mixture([(genres, 0.7), (columns, 0.3)]).pairwise([0], [1])
+        array([[0.7]])
+        """
+        weights = np.array([w for _, w in parts], dtype=np.float64)
+        if (
+            len(parts) == 0
+            or not np.all(np.isfinite(weights))
+            or weights.min() < 0
+            or not np.isclose(weights.sum(), 1.0)
+        ):
+            raise ConfigError(
+                f"mixture weights must be non-negative and sum to 1, got {weights.tolist()}"
+            )
+        units = [unit_rows(v) for v, _ in parts]
+        if len({u.shape[0] for u in units}) > 1:
+            raise DataError(f"mixture parts have {[u.shape[0] for u in units]} rows, not one count")
+        scaled = [np.sqrt(w) * u for u, w in zip(units, weights, strict=True)]
+        out = cls.__new__(cls)
+        if any(sp.issparse(u) for u in scaled):
+            out._store(sp.csr_matrix(sp.hstack([sp.csr_matrix(u) for u in scaled])))
+        else:
+            out._store(np.hstack(scaled))
+        return out
+
+    def _store(self, unit: np.ndarray | sp.csr_matrix) -> None:
+        """Keep ``unit`` (rows already scaled) in the form the kernels read."""
+        self.is_dense = not sp.issparse(unit)
         # what the kernels read: dense unit rows, or (when sparse) CSR unit rows
         self.dense: np.ndarray = np.zeros((0, 0), dtype=np.float32)
         self.indptr: np.ndarray = np.zeros(1, dtype=np.int64)
         self.indices: np.ndarray = np.zeros(0, dtype=np.int32)
         self.data: np.ndarray = np.zeros(0, dtype=np.float32)
         if self.is_dense:
-            dense = np.asarray(vectors, dtype=np.float64)
-            if dense.ndim != 2:
-                raise DataError(f"item vectors must be 2-D (n_items, d), got shape {dense.shape}")
-            _check_finite(dense)
-            unit = dense * _inverse(np.linalg.norm(dense, axis=1))[:, None]
             self.dense = np.ascontiguousarray(unit, dtype=np.float32)
-            self.n_items, self.dim = dense.shape
         else:
-            m = sp.csr_matrix(cast(Any, vectors), dtype=np.float64)
-            m.sum_duplicates()
-            _check_finite(m.data)
-            norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
-            unit_sp = sp.csr_matrix(sp.diags(_inverse(norm)) @ m, dtype=np.float32)
-            unit_sp.sort_indices()
-            self.indptr = unit_sp.indptr.astype(np.int64)
-            self.indices, self.data = unit_sp.indices, unit_sp.data
-            self.n_items, self.dim = m.shape
+            m = sp.csr_matrix(unit, dtype=np.float32)
+            m.sort_indices()
+            self.indptr = m.indptr.astype(np.int64)
+            self.indices, self.data = m.indices, m.data
+        self.n_items, self.dim = unit.shape
 
     def kernel_args(self) -> tuple[bool, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
         """What the numba kernels read: ``(is_dense, dense, indptr, indices, data, dim)``."""
@@ -104,6 +136,30 @@ class ItemSimilarity:
             return self.dense[a].astype(np.float64) @ self.dense[b].astype(np.float64).T
         m = sp.csr_matrix((self.data, self.indices, self.indptr), shape=(self.n_items, self.dim))
         return np.asarray((m[a] @ m[b].T).toarray(), dtype=np.float64)
+
+
+def unit_rows(vectors: Any) -> np.ndarray | sp.csr_matrix:
+    """Rows of dense or sparse (n_items, d) vectors scaled to unit length (zero rows stay
+    zero), float64; sparse input stays sparse (CSR, sorted indices).
+
+    Raises
+    ------
+    DataError
+        Vectors that are not 2-D or hold NaN or infinite values.
+    """
+    if not sp.issparse(vectors):
+        dense = np.asarray(vectors, dtype=np.float64)
+        if dense.ndim != 2:
+            raise DataError(f"item vectors must be 2-D (n_items, d), got shape {dense.shape}")
+        _check_finite(dense)
+        return dense * _inverse(np.linalg.norm(dense, axis=1))[:, None]
+    m = sp.csr_matrix(cast(Any, vectors), dtype=np.float64)
+    m.sum_duplicates()
+    _check_finite(m.data)
+    norm = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    unit = sp.csr_matrix(sp.diags(_inverse(norm)) @ m)
+    unit.sort_indices()
+    return unit
 
 
 def _check_finite(values: np.ndarray) -> None:
@@ -173,19 +229,31 @@ class Reranker:
     param: ClassVar[str] = ""
     needs: ClassVar[str] = "vectors"
     sweep: ClassVar[tuple[float, ...]] = ()
+    #: further constructor parameters a spec may set after the value: "mmr:0.5,exposure=2"
+    options: ClassVar[tuple[str, ...]] = ()
 
     @property
     def value(self) -> float:
         """The trade-off parameter's value."""
         return float(getattr(self, self.param))
 
+    def _changed_options(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` of the options that differ from their defaults."""
+        defaults = inspect.signature(type(self).__init__).parameters
+        return [
+            (o, getattr(self, o)) for o in self.options if getattr(self, o) != defaults[o].default
+        ]
+
     @property
     def spec(self) -> str:
-        """The spec :func:`parse_rerank` reads back, e.g. ``"mmr:0.3"``."""
-        return f"{self.name}:{self.value:g}"
+        """The spec :func:`parse_rerank` reads back, e.g. ``"mmr:0.3"`` or
+        ``"mmr:0.3,exposure=2"``."""
+        extra = "".join(f",{o}={_option_text(v)}" for o, v in self._changed_options())
+        return f"{self.name}:{self.value:g}{extra}"
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.param}={self.value:g})"
+        extra = "".join(f", {o}={_option_text(v)}" for o, v in self._changed_options())
+        return f"{type(self).__name__}({self.param}={self.value:g}{extra})"
 
     def with_value(self, value: float) -> Self:
         """A copy with the trade-off parameter set to ``value`` (validated) that keeps the
@@ -374,34 +442,40 @@ def relevance(candidates: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- MMR
 @numba.njit(cache=True, nogil=True)
-def _mmr_row(
+def _mmr_steps(
     cand: np.ndarray,
     rel: np.ndarray,
-    k: int,
+    first: int,
+    stop: int,
     lam: float,
     mean: bool,
+    exposure: float,
+    share: np.ndarray,
+    taken: np.ndarray,
+    penalty: np.ndarray,
+    sims: np.ndarray,
+    scratch: np.ndarray,
     is_dense: bool,
     dense: np.ndarray,
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
-    dim: int,
     out: np.ndarray,
 ) -> None:
-    """Greedy MMR over one row: ``K * N`` cosines. The penalty is the max cosine to the
-    listed items, or with ``mean`` their mean cosine."""
+    """Steps ``first:stop`` of greedy MMR over one row, ``N`` cosines each. The penalty is
+    the max cosine to the listed items, or with ``mean`` their mean cosine; ``taken`` and
+    ``penalty`` (N,) carry the row's state between calls. With ``exposure > 0`` a candidate
+    also loses ``exposure * share[item]`` (``share``: over the catalog)."""
     n = len(cand)
-    taken = np.zeros(n, dtype=np.bool_)
-    penalty = np.zeros(n)  # max (or summed) cosine to the listed items
-    sims = np.zeros(n)
-    scratch = np.zeros(0 if is_dense else dim)
-    for s in range(k):
+    for s in range(first, stop):
         best, best_v = -1, -np.inf
         scale = 1.0 / s if mean and s > 0 else 1.0
         for c in range(n):
             if taken[c] or not rel[c] > -np.inf:
                 continue
             v = lam * rel[c] - (1.0 - lam) * scale * penalty[c]
+            if exposure > 0.0:
+                v -= exposure * share[cand[c]]
             if v > best_v:
                 best, best_v = c, v
         if best < 0:
@@ -417,6 +491,30 @@ def _mmr_row(
                     penalty[c] += sims[c]
                 elif s == 0 or sims[c] > penalty[c]:
                     penalty[c] = sims[c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _mmr_row(
+    cand: np.ndarray,
+    rel: np.ndarray,
+    k: int,
+    lam: float,
+    mean: bool,
+    is_dense: bool,
+    dense: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    dim: int,
+    out: np.ndarray,
+) -> None:
+    """Greedy MMR over one row: ``K * N`` cosines."""
+    n = len(cand)
+    _mmr_steps(
+        cand, rel, 0, k, lam, mean, 0.0, np.zeros(0), np.zeros(n, dtype=np.bool_), np.zeros(n),
+        np.zeros(n), np.zeros(0 if is_dense else dim), is_dense, dense, indptr, indices, data,
+        out,
+    )  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -438,6 +536,39 @@ def _mmr_batch(
         _mmr_row(cand[r], rel[r], k, lam, mean, is_dense, dense, indptr, indices, data, dim, out[r])
 
 
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _mmr_step_batch(
+    cand: np.ndarray,
+    rel: np.ndarray,
+    s: int,
+    lam: float,
+    mean: bool,
+    exposure: float,
+    share: np.ndarray,
+    taken: np.ndarray,
+    penalty: np.ndarray,
+    is_dense: bool,
+    dense: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    dim: int,
+    n_chunks: int,
+    out: np.ndarray,
+) -> None:
+    """Step ``s`` of exposure-aware MMR for every row, rows in ``n_chunks`` parallel chunks
+    (one scratch row per chunk)."""
+    n = cand.shape[0]
+    for ch in numba.prange(n_chunks):
+        sims = np.zeros(cand.shape[1])
+        scratch = np.zeros(0 if is_dense else dim)
+        for r in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
+            _mmr_steps(
+                cand[r], rel[r], s, s + 1, lam, mean, exposure, share, taken[r], penalty[r],
+                sims, scratch, is_dense, dense, indptr, indices, data, out[r],
+            )  # fmt: skip
+
+
 class _VectorReranker(Reranker):
     """A re-ranker over item similarity (fit with item vectors)."""
 
@@ -457,21 +588,40 @@ class MMR(_VectorReranker):
     the row's min-max scaled score. ``lam = 1`` is the plain ranking, ``lam = 0`` pure
     novelty with respect to the list.
 
+    With ``exposure > 0`` the lists of a batch are built together, one position at a
+    time, and a candidate also loses ``exposure * share``, ``share`` being the fraction
+    of the batch's lists that already hold it: items that many users are already shown
+    give way to others, which raises catalog coverage (aggregate diversity; the amortized
+    exposure of Biega, Gummadi & Weikum, "Equity of Attention", SIGIR 2018, applied to
+    the re-ranking of Adomavicius & Kwon, "Improving Aggregate Recommendation Diversity
+    Using Ranking-Based Techniques", IEEE TKDE 2012). A list then depends on the other
+    users re-ranked in the same call; a one-user call is plain MMR.
+
     Parameters
     ----------
     lam : float in [0, 1]
         Weight of relevance against similarity to the listed items (the default was chosen
         on ML-100K validation for EASE, like the other re-rankers': ``bench_rerank.py``).
+    exposure : float >= 0
+        Weight of the batch exposure share (0: lists are independent).
     """
 
     name = "mmr"
     param = "lam"
+    options = ("exposure",)
     sweep: ClassVar[tuple[float, ...]] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.3, 0.0)
     #: penalize the mean cosine to the listed items instead of the max
     mean_penalty: ClassVar[bool] = False
 
-    def __init__(self, lam: float = 0.7) -> None:
+    def __init__(self, lam: float = 0.7, exposure: float = 0.0) -> None:
         self.lam = self._checked(lam)
+        if (
+            not isinstance(exposure, numbers.Real)
+            or isinstance(exposure, bool)
+            or not 0 <= exposure < np.inf
+        ):
+            raise ConfigError(f"{self.name}: exposure must be a number >= 0, got {exposure!r}")
+        self.exposure: float = exposure
 
     def _rerank(
         self,
@@ -481,11 +631,30 @@ class MMR(_VectorReranker):
         histories: Histories | None,
         out: np.ndarray,
     ) -> None:
-        params = (float(self.lam), self.mean_penalty, *self.similarity_.kernel_args())
-        if len(cand) == 1:  # one request: a thread launch costs more than the work
-            _mmr_row(cand[0], rel[0], k, *params, out[0])
+        sim = self.similarity_.kernel_args()
+        if self.exposure > 0 and len(cand) > 1:
+            self._rerank_exposure(cand, rel, k, out)
+        elif len(cand) == 1:  # one request: a thread launch costs more than the work
+            _mmr_row(cand[0], rel[0], k, float(self.lam), self.mean_penalty, *sim, out[0])
         else:
-            _mmr_batch(cand, rel, k, *params, out)
+            _mmr_batch(cand, rel, k, float(self.lam), self.mean_penalty, *sim, out)
+
+    def _rerank_exposure(self, cand: np.ndarray, rel: np.ndarray, k: int, out: np.ndarray) -> None:
+        """All rows one position at a time; the exposure shares are counted between steps."""
+        n, n_cand = cand.shape
+        taken = np.zeros((n, n_cand), dtype=np.bool_)
+        penalty = np.zeros((n, n_cand))
+        counts = np.zeros(self.n_items)
+        n_chunks = min(n, 4 * numba.get_num_threads())
+        is_dense, dense, indptr, indices, data, dim = self.similarity_.kernel_args()
+        for s in range(k):
+            _mmr_step_batch(
+                cand, rel, s, float(self.lam), self.mean_penalty, float(self.exposure),
+                counts / n, taken, penalty, is_dense, dense, indptr, indices, data, dim,
+                n_chunks, out,
+            )  # fmt: skip
+            picked = gather(cand, out[:, s : s + 1], -1).ravel()
+            counts += np.bincount(picked[picked >= 0], minlength=self.n_items)
 
 
 class MeanMMR(MMR):
@@ -500,14 +669,16 @@ class MeanMMR(MMR):
     ----------
     lam : float in [0, 1]
         Weight of relevance against the mean similarity to the listed items.
+    exposure : float >= 0
+        Weight of the batch exposure share (see :class:`MMR`).
     """
 
     name = "mmr-mean"
     sweep = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.0)
     mean_penalty = True
 
-    def __init__(self, lam: float = 0.5) -> None:
-        super().__init__(lam)
+    def __init__(self, lam: float = 0.5, exposure: float = 0.0) -> None:
+        super().__init__(lam, exposure)
 
 
 # ---------------------------------------------------------------------------- DPP
@@ -778,14 +949,21 @@ def reranker_class(name: str) -> type[Reranker]:
     return klass
 
 
+def _option_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool | np.bool_) else f"{value:g}"
+
+
 def parse_rerank(spec: str) -> Reranker:
     """A re-ranker from a spec ``"name:value"`` (or ``"name"`` for its default), e.g.
-    ``"mmr:0.3"``, ``"dpp:0.9"``, ``"calibrate:0.5"``, ``"cap:2"``.
+    ``"mmr:0.3"``, ``"dpp:0.9"``, ``"calibrate:0.5"``, ``"cap:2"``, optionally followed by
+    ``,option=value`` pairs of the class's ``options`` (``"mmr:0.5,exposure=2"``,
+    ``"calibrate:0.4,discount=false"``).
 
     Raises
     ------
     ConfigError
-        An unknown name, a value that is not a number, or one out of the parameter's range.
+        An unknown name or option, a value that is not a number (or a boolean for a
+        boolean option), or one out of the parameter's range.
 
     Examples
     --------
@@ -793,6 +971,8 @@ def parse_rerank(spec: str) -> Reranker:
     MMR(lam=0.3)
     >>> parse_rerank("cap:2").spec
     'cap:2'
+    >>> parse_rerank("mmr-mean:0.5,exposure=2")
+    MeanMMR(lam=0.5, exposure=2)
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(
@@ -803,10 +983,32 @@ def parse_rerank(spec: str) -> Reranker:
     klass = reranker_class(name.strip().lower())
     if not sep:
         return klass()
+    text, *pairs = text.split(",")
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(
             f"re-ranker spec {spec!r}: the value of {klass.param} must be a number, got {text!r}"
         ) from None
-    return klass(value)  # type: ignore[call-arg]
+    kwargs: dict[str, Any] = {}
+    defaults = inspect.signature(klass.__init__).parameters
+    for pair in pairs:
+        key, eq, raw = (p.strip() for p in pair.partition("="))
+        if not eq or key not in klass.options:
+            known = ", ".join(klass.options) or "none"
+            raise ConfigError(
+                f"re-ranker spec {spec!r}: {pair.strip()!r} is not option=value with a known "
+                f"option of {klass.name} ({known})"
+            )
+        if isinstance(defaults[key].default, bool):
+            if raw.lower() not in ("true", "false"):
+                raise ConfigError(f"re-ranker spec {spec!r}: {key} must be true or false")
+            kwargs[key] = raw.lower() == "true"
+            continue
+        try:
+            kwargs[key] = float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"re-ranker spec {spec!r}: {key} must be a number, got {raw!r}"
+            ) from None
+    return klass(value, **kwargs)  # type: ignore[call-arg]

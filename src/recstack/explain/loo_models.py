@@ -1,0 +1,257 @@
+"""Leave-one-out for models whose re-scoring can skip most of the work.
+
+:func:`~recstack.explain.loo.leave_one_out` re-scores each history once per distinct
+history item over the whole catalog. The drops it needs are only those of the ``K``
+targets, and some models fold a history in by a computation that the removal of one item
+changes in a known way. These explainers give the same drops (up to float rounding; the
+tests compare them with the generic path) at a fraction of the cost:
+
+- :class:`~recstack.models.BiasedMF`: the user solve is a ridge regression, and without
+  item ``j`` its system loses the rank-one term ``z_j z_j^T`` (and one rating's worth of
+  regularization, the same for every ``j``). One Cholesky factor per history and the
+  Sherman-Morrison formula give every ``j``'s solution: the classic leave-one-out update
+  ``x_-j = x + B^-1 z_j (z_j . x - y_j) / (1 - z_j^T B^-1 z_j)``.
+- :class:`~recstack.models.NMF`: the fold-in's coordinate descent starts from zero with a
+  fixed Gram and ``x H``, which loses item ``j``'s row of ``H``; it is re-run for all
+  variants at once (with the gradient kept up to date, which skips the work of the many
+  coordinates that stay 0), and only the targets are scored.
+- the torch sequence models: the variants' input windows go through the network in large
+  batches of similar length, and only the targets' output embeddings are read (not the
+  catalog's).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numba
+import numpy as np
+
+from recstack.data import Histories
+from recstack.explain.attribution import Attribution, target_scores, without_items
+from recstack.explain.loo import _in_window
+from recstack.models import _als_kernels as K
+
+if TYPE_CHECKING:
+    from recstack.models.biased_mf import BiasedMF
+    from recstack.models.nmf import NMF
+
+#: network input windows per forward pass (the torch models)
+_SEQUENCE_BATCH = 2048
+
+
+def _attribution(histories: Histories, terms: np.ndarray, base: np.ndarray,
+                 targets: np.ndarray) -> Attribution:  # fmt: skip
+    x = histories.to_csr()
+    return Attribution(
+        x.indptr.astype(np.int64), x.indices.astype(np.int32), terms, base, targets,
+        "leave-one-out", False,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- BiasedMF
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _forward(ell: np.ndarray, b: np.ndarray) -> None:
+    """In place ``b <- L^-1 b`` for the lower factor ``L``."""
+    for i in range(ell.shape[0]):
+        s = b[i]
+        for m in range(i):
+            s -= ell[i, m] * b[m]
+        b[i] = s / ell[i, i]
+
+
+@numba.njit(cache=True, fastmath=True, nogil=True)
+def _ridge_loo(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    ratings: np.ndarray,
+    mu: float,
+    item_bias: np.ndarray,
+    item_factors: np.ndarray,
+    bias_reg: float,
+    reg: float,
+    targets: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[e, c]``: the score of row ``u``'s target ``c`` once entry ``e`` of ``u`` is left
+    out of the user solve (see :meth:`BiasedMF.fold_in`).
+
+    With ``z_i = [1, q_i]``, ``y_i = r_i - mu - b_i`` over the row's ``n`` entries and
+    ``D = diag(bias_reg, reg, ..., reg)``, leaving ``j`` out solves ``A_j x = b - y_j z_j``
+    with ``A_j = B - z_j z_j^T``, ``B = Z^T Z + (n - 1) D``. Sherman-Morrison on ``B = L L^T``
+    gives, with ``w_i = L^-1 z_i``, ``g = L^-1 (Z^T y)`` and ``v_t = L^-1 z_t``::
+
+        z_t . x_-j = v_t . g + (v_t . w_j) (w_j . g - y_j) / (1 - |w_j|^2)
+
+    A row of one entry leaves an empty history: user bias and factors 0.
+    """
+    d = item_factors.shape[1] + 1
+    n_targets = targets.shape[1]
+    a = np.empty((d, d))
+    z = np.empty(d)
+    g = np.empty(d)
+    v = np.empty((n_targets, d))
+    w = np.empty(d)
+    for u in range(len(indptr) - 1):
+        lo, hi = indptr[u], indptr[u + 1]
+        n = hi - lo
+        if n == 0:
+            continue
+        if n == 1:
+            for c in range(n_targets):
+                out[lo, c] = mu + item_bias[targets[u, c]]
+            continue
+        a[:] = 0.0
+        g[:] = 0.0
+        for e in range(lo, hi):
+            i = indices[e]
+            z[0] = 1.0
+            for f in range(1, d):
+                z[f] = item_factors[i, f - 1]
+            y = ratings[e] - mu - item_bias[i]
+            for s in range(d):
+                g[s] += z[s] * y
+                for t in range(s + 1):
+                    a[s, t] += z[s] * z[t]
+        a[0, 0] += (n - 1) * bias_reg
+        for f in range(1, d):
+            a[f, f] += (n - 1) * reg
+        K._cholesky(a)
+        _forward(a, g)
+        for c in range(n_targets):
+            t = targets[u, c]
+            v[c, 0] = 1.0
+            for f in range(1, d):
+                v[c, f] = item_factors[t, f - 1]
+            _forward(a, v[c])
+        for e in range(lo, hi):
+            i = indices[e]
+            w[0] = 1.0
+            for f in range(1, d):
+                w[f] = item_factors[i, f - 1]
+            _forward(a, w)
+            leverage, fitted = 0.0, 0.0
+            for f in range(d):
+                leverage += w[f] * w[f]
+                fitted += w[f] * g[f]
+            step = (fitted - (ratings[e] - mu - item_bias[i])) / (1.0 - leverage)
+            for c in range(n_targets):
+                vg, vw = 0.0, 0.0
+                for f in range(d):
+                    vg += v[c, f] * g[f]
+                    vw += v[c, f] * w[f]
+                out[e, c] = mu + item_bias[targets[u, c]] + vg + vw * step
+
+
+def biased_mf_leave_one_out(
+    model: BiasedMF, histories: Histories, targets: np.ndarray
+) -> Attribution:
+    """:func:`~recstack.explain.loo.leave_one_out` of :class:`~recstack.models.BiasedMF`
+    by the Sherman-Morrison update of the user solve (one ``(factors + 1)``-square Cholesky
+    factor per history, no catalog scoring)."""
+    x = histories.to_csr()
+    left_out = np.zeros((x.nnz, targets.shape[1]))
+    _ridge_loo(
+        x.indptr.astype(np.int64), x.indices.astype(np.int64), x.data.astype(np.float64),
+        float(model.global_mean_), model.item_bias_.astype(np.float64),
+        model.item_factors_.astype(np.float64), float(model.bias_reg), float(model.reg),
+        targets, left_out,
+    )  # fmt: skip
+    base = target_scores(model, histories, targets)
+    rows = np.repeat(np.arange(len(histories)), np.diff(x.indptr))
+    return _attribution(histories, base[rows] - left_out, base, targets)
+
+
+# ---------------------------------------------------------------------------- NMF
+@numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _cd_from_zero(
+    gram: np.ndarray, xh: np.ndarray, l1: float, l2: float, sweeps: int
+) -> np.ndarray:
+    """NMF's fold-in (``recstack.models.nmf._cd_rows`` from ``w = 0``): ``sweeps`` cyclic
+    coordinate-descent passes per row of ``xh`` (n, k), rows in parallel.
+
+    The same steps, with the gradient's ``gram @ w`` kept up to date (``k`` multiply-adds
+    when a coordinate moves) instead of recomputed (``k`` per coordinate visited): a folded-in
+    ``w`` has few non-zero coordinates (17 of 64 on ML-100K), so most visits cost nothing.
+    """
+    n, k = xh.shape
+    out = np.zeros((n, k))
+    for i in numba.prange(n):
+        row = out[i]
+        gw = np.zeros(k)  # gram @ row
+        for _ in range(sweeps):
+            for t in range(k):
+                hess = gram[t, t] + l2
+                if hess <= 0.0:  # a dead component: the loss does not depend on it
+                    continue
+                grad = l1 + l2 * row[t] - xh[i, t] + gw[t]
+                new = max(0.0, row[t] - grad / hess)
+                delta = new - row[t]
+                if delta != 0.0:
+                    row[t] = new
+                    for r in range(k):
+                        gw[r] += delta * gram[t, r]
+    return out
+
+
+def nmf_leave_one_out(model: NMF, histories: Histories, targets: np.ndarray) -> Attribution:
+    """:func:`~recstack.explain.loo.leave_one_out` of :class:`~recstack.models.NMF`: the
+    fold-in's coordinate descent for every variant ``x H - x_j h_j`` at once, then the
+    targets' scores ``w_-j . h_t`` only."""
+    x = model._matrix(histories.to_csr())
+    h = model._factors  # (n_items, k) float64, what fold-in reads
+    rows = np.repeat(np.arange(len(histories)), np.diff(x.indptr))
+    xh = np.asarray(x @ h)  # (n, k)
+    variants = xh[rows] - x.data[:, None] * h[x.indices]  # (nnz, k): x H without item j
+    w = _cd_from_zero(
+        model._item_gram, variants, float(model.l1), float(model.l2), int(model.fold_in_sweeps)
+    )
+    w = w.astype(np.float32).astype(np.float64)  # fold_in's float32 user vectors
+    left_out = np.einsum("ef,ekf->ek", w, h[targets[rows]])
+    base = target_scores(model, histories, targets)
+    return _attribution(histories, base[rows] - left_out, base, targets)
+
+
+# ---------------------------------------------------------------------------- sequences
+def sequential_leave_one_out(model: Any, histories: Histories, targets: np.ndarray) -> Attribution:
+    """:func:`~recstack.explain.loo.leave_one_out` of a torch
+    :class:`~recstack.models.neural.base.SequentialRecommender`.
+
+    Only the items among a history's latest events that the network reads (``max_len``,
+    Caser's ``window``) are re-scored: the others cannot change its input. The variants'
+    input windows are sorted by length and go through the network in batches of
+    :data:`_SEQUENCE_BATCH`, with the padding that a batch's rows share cut off when the
+    model allows it; the last hidden state is dotted with the ``K`` targets' output
+    embeddings only.
+    """
+    import torch
+
+    from recstack.models.neural.training import trim_padding
+
+    x = histories.to_csr()
+    rows = np.repeat(np.arange(len(histories)), np.diff(x.indptr))
+    base = target_scores(model, histories, targets)
+    terms = np.zeros((x.nnz, targets.shape[1]))
+    width = model._score_inputs(histories.select(slice(0, 1))).shape[1]  # items read, at most
+    seen = np.flatnonzero(_in_window(histories, x, width))
+    if len(seen) == 0:
+        return _attribution(histories, terms, base, targets)
+    inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
+    order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
+    net = model._net
+    net.eval()
+    device = next(net.parameters()).device
+    trim = bool(model.trims_padding)
+    with torch.inference_mode():
+        out_items = model._output_items(net)  # (n_items, D)
+        for start in range(0, len(order), _SEQUENCE_BATCH):
+            chunk = order[start : start + _SEQUENCE_BATCH]
+            batch = torch.from_numpy(inputs[chunk]).to(device)
+            if trim:  # the rows' shared left padding: outputs do not depend on it
+                (batch,) = trim_padding(batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                last = model._hidden(net, batch)[:, -1].float()  # (B, D)
+            wanted = torch.from_numpy(targets[rows[seen[chunk]]]).to(device)  # (B, K)
+            scores = torch.einsum("bd,bkd->bk", last, out_items[wanted].float())
+            terms[seen[chunk]] = base[rows[seen[chunk]]] - scores.double().cpu().numpy()
+    return _attribution(histories, terms, base, targets)
