@@ -151,13 +151,13 @@ def test_profile_is_the_recency_weighted_mean() -> None:
     model = ContentKNN(encoder="tfidf", half_life=2.0).fit(data)
     hist = Histories.from_lists([[3, 7, 3, 11]], data.n_items)  # item 3 twice
     w = 0.5 ** (np.array([3, 2, 1, 0]) / 2.0)
-    p = (w[:, None] * model.item_vectors_[[3, 7, 3, 11]]).sum(0)
-    expected = model.item_vectors_ @ p / np.linalg.norm(p)
+    p = (w[:, None] * model.text_vectors_[[3, 7, 3, 11]]).sum(0)
+    expected = model.text_vectors_ @ p / np.linalg.norm(p)
     np.testing.assert_allclose(model.score(hist)[0], expected, rtol=1e-5, atol=1e-6)
     flat = ContentKNN(encoder="tfidf").fit(data)
-    p = model.item_vectors_[[3, 7, 3, 11]].sum(0)
+    p = model.text_vectors_[[3, 7, 3, 11]].sum(0)
     np.testing.assert_allclose(
-        flat.score(hist)[0], model.item_vectors_ @ p / np.linalg.norm(p), rtol=1e-5, atol=1e-6
+        flat.score(hist)[0], model.text_vectors_ @ p / np.linalg.norm(p), rtol=1e-5, atol=1e-6
     )
     # an empty history gets training popularity (share of users)
     empty = flat.score(Histories.from_lists([[]], data.n_items))[0]
@@ -184,14 +184,14 @@ def test_text_columns_param_and_errors() -> None:
     b = ContentKNN(encoder="tfidf", text_columns=["title"]).fit(data)
     c = ContentKNN(encoder="tfidf").fit(data)  # default: text-like columns, not price
     assert a.text_columns_ == b.text_columns_ == c.text_columns_ == ["title"]
-    np.testing.assert_array_equal(a.item_vectors_, b.item_vectors_)
+    np.testing.assert_array_equal(a.text_vectors_, b.text_vectors_)
     with pytest.raises(ConfigError, match="ContentKNN: text column 'plot' is not in"):
         ContentKNN(encoder="tfidf", text_columns="title,plot").fit(data)
     with pytest.raises(DataError, match="no item features"):
         ContentKNN(encoder="tfidf").fit(planted_data())
     for bad, msg in (
         ({"half_life": 0}, "half_life must be a positive number"),
-        ({"batch_size": 0}, "batch_size must be a positive integer"),
+        ({"encode_batch_size": 0}, "encode_batch_size must be a positive integer"),
         ({"encoder": ""}, "encoder must be"),
         ({"encoder": "tfidf:x"}, "integer DIM"),
         ({"text_columns": 5}, "text_columns must be"),
@@ -216,7 +216,7 @@ def test_add_items_errors_and_save_load(tmp_path: Path) -> None:
     assert isinstance(loaded, ContentKNN)
     model.add_items(cold)
     loaded.add_items(cold)
-    np.testing.assert_array_equal(loaded.item_vectors_, model.item_vectors_)
+    np.testing.assert_array_equal(loaded.text_vectors_, model.text_vectors_)
     assert loaded.items_ == model.items_
     again = Recommender.load(loaded.save(tmp_path / "m2"))
     assert again.items_ == model.items_ and list(again.item_features_.index) == list(
@@ -270,3 +270,23 @@ def test_cli_round_trip_with_text_columns(tmp_path: Path) -> None:
     recs = [r["item"] for r in json.loads(out)]
     assert {category[i] for i in recs[:5]} == {"music"}
     assert set(recs[:5]) & set(cold_ids)  # a cold item among them
+
+
+def test_explained_by_text_similarity_and_faithful() -> None:
+    from recstack.explain import deletion_test, explain
+
+    data, _, _ = category_data()
+    # mixed histories: each user's own items plus two of another category
+    rng = np.random.default_rng(3)
+    hist = data.histories(np.arange(data.n_users))
+    lists = [
+        [*hist.items[hist.indptr[u] : hist.indptr[u + 1]], *rng.choice(data.n_items, 2, False)]
+        for u in range(data.n_users)
+    ]
+    mixed = Histories.from_lists(lists, data.n_items)
+    model = ContentKNN(encoder="tfidf").fit(data)
+    recs = model.recommend(histories=mixed, k=3)
+    why = explain(model, mixed, recs.index, scores=recs.scores)
+    assert {e.method for row in why for e in row} == {"content"}
+    result = deletion_test(model, mixed, recs.index)
+    assert result.pairs > 50 and result.rate >= 0.9

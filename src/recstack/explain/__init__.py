@@ -10,6 +10,10 @@ from recstack.explain.loo import leave_one_out
 from recstack.explain.registry import Explainer, explainer_for, register
 from recstack.explain.text import item_labels
 
+# ContentKNN's score is the cosine of the profile (a sum of history item vectors) with the
+# item's vector: each history item's term is its similarity to the item (exact shares)
+register("recstack.models.content:ContentKNN", content_explainer("text_vectors_"))
+
 __all__ = [
     "Attribution",
     "DeletionTest",

@@ -2,12 +2,10 @@
 
 Their explanation names the history items most similar to the recommended one (cosine of
 the items' content vectors: text embeddings, TF-IDF rows, genre indicators) and the words
-or genres the recommended item shares with the most similar of them. No such model is
-registered yet; one joins with a line in its own module or in the explain registry::
+or genres the recommended item shares with the most similar of them. A model joins with a
+line like ContentKNN's (in :mod:`recstack.explain`)::
 
-    from recstack.explain import content_explainer, register
-
-    register("recstack.models.content:ContentKNN", content_explainer("item_vectors_"))
+    register("recstack.models.content:ContentKNN", content_explainer("text_vectors_"))
 """
 
 from __future__ import annotations

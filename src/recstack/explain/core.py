@@ -19,7 +19,7 @@ sequential (torch) models   leave-one-out within the items they read, batched th
                             network for the targets only; the Transformers' attention
                             weights on request (attention)
 any other model             leave-one-out: score drop when the item is removed
-content models (future)     most similar history items and shared words (content hook)
+ContentKNN                  most similar history items by text, shared words (content)
 ==========================  ===============================================================
 """
 

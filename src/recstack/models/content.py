@@ -21,23 +21,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recstack.data import Histories, Interactions
-from recstack.data.idmap import as_id_array
-from recstack.errors import ConfigError, DataError
+from recstack.errors import ConfigError
 from recstack.models.base import Recommender
-from recstack.text import (
-    TextEncoder,
-    TfidfEncoder,
-    item_embeddings,
-    item_texts,
-    make_encoder,
-    parse_columns,
-)
-
-#: prefix of the learned arrays holding a fitted TF-IDF encoder's state
-_TFIDF = "tfidf_"
+from recstack.models.text_items import TextItems, extend_rows
 
 
-class ContentKNN(Recommender):
+class ContentKNN(TextItems, Recommender):
     """Content-based k-NN: cosine between item text embeddings and a history's profile.
 
     The profile of a history is ``p = sum_e w_e v[item_e]`` over its events, with
@@ -62,12 +51,12 @@ class ContentKNN(Recommender):
     half_life : float or None
         Recency of the history in events: the ``p``-th last event (``p = 0`` the latest)
         weighs ``0.5 ** (p / half_life)`` in the profile; None weighs all the same.
-    batch_size : int
+    encode_batch_size : int
         Texts per forward pass of a pretrained encoder.
 
     Attributes
     ----------
-    item_vectors_ : (n_items, d) float32
+    text_vectors_ : (n_items, d) float32
         Unit text vector of each catalog item (zero rows for items without text).
     has_text_ : (n_items,) bool
         Which items have text (and a vector).
@@ -89,8 +78,6 @@ class ContentKNN(Recommender):
     """
 
     name = "content-knn"
-    #: the fitted encoder (derived state: rebuilt from the parameters and saved arrays)
-    _enc: TextEncoder | TfidfEncoder | None = None
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         "half_life": ("categorical", [None, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]),
     }
@@ -100,65 +87,23 @@ class ContentKNN(Recommender):
         encoder: str = "minilm",
         text_columns: str | list[str] | None = None,
         half_life: float | None = None,
-        batch_size: int = 64,
+        encode_batch_size: int = 64,
     ) -> None:
         self.encoder = encoder
         self.text_columns = text_columns
         self.half_life = half_life
-        self.batch_size = batch_size
+        self.encode_batch_size = encode_batch_size
 
     def _validate_params(self) -> None:
-        if not isinstance(self.encoder, str) or not self.encoder.strip():
-            raise ConfigError(
-                f"encoder must be 'minilm', 'tfidf', 'tfidf:DIM' or a sentence-transformers "
-                f"model name or path, got {self.encoder!r}"
-            )
-        parse_columns(self.text_columns)
+        self._validate_text_params()
         h = self.half_life
         if h is not None and (not isinstance(h, numbers.Real) or isinstance(h, bool) or not h > 0):
             raise ConfigError(f"half_life must be a positive number or None, got {h!r}")
-        b = self.batch_size
-        if not isinstance(b, numbers.Integral) or isinstance(b, bool) or b <= 0:
-            raise ConfigError(f"batch_size must be a positive integer, got {b!r}")
-        make_encoder(self.encoder, batch_size=int(b))  # a bad spec fails before any work
-
-    # ------------------------------------------------------------------ encoding
-    def _encoder(self) -> TextEncoder | TfidfEncoder:
-        """The fitted encoder (after loading, rebuilt from the saved TF-IDF state)."""
-        enc = self._enc
-        if enc is None:
-            enc = make_encoder(self.encoder, batch_size=int(self.batch_size))
-            state = {k[len(_TFIDF) : -1]: v for k, v in vars(self).items() if k.startswith(_TFIDF)}
-            if isinstance(enc, TfidfEncoder) and state:
-                enc = TfidfEncoder.from_state(state, dim=enc.dim)
-            self._enc = enc
-        return enc
 
     def _fit(self, train: Interactions, valid: Interactions | None) -> None:
-        features = train.item_features
-        if features is None:
-            raise DataError(
-                f"{type(self).__name__} needs item text, but the data has no item features; "
-                "read the data with an item file (NAME.item beside NAME.inter, items.* in a "
-                "split directory, item_features= in Interactions.from_frame)"
-            )
-        try:
-            emb = item_embeddings(
-                features, self.text_columns, self.encoder, batch_size=int(self.batch_size)
-            )
-        except (ConfigError, DataError) as exc:
-            raise type(exc)(f"{type(self).__name__}: {exc}") from None
-        self._enc = emb.encoder
-        self.item_vectors_, self.has_text_ = emb.vectors, emb.has_text
-        self.text_columns_ = emb.columns
+        self._fit_text(train)
         n_users = max(1, int(np.count_nonzero(train.user_lengths)))
         self.popularity_ = (train.item_user_counts / n_users).astype(np.float32)
-        if isinstance(emb.encoder, TfidfEncoder):
-            for key, arr in emb.encoder.state().items():
-                setattr(self, f"{_TFIDF}{key}_", arr)
-
-    def _after_load(self) -> None:
-        self._enc = None
 
     # ------------------------------------------------------------------ scoring
     def profiles(self, histories: Histories) -> np.ndarray:
@@ -168,20 +113,20 @@ class ContentKNN(Recommender):
         weights = np.ones(len(h.items), np.float32) if self.half_life is None else h.values
         # duplicates (a repeated item) add up: the profile is a mean over events
         x = sp.csr_matrix((weights, h.items, h.indptr), shape=(len(h), self.n_items))
-        p = np.asarray(x @ self.item_vectors_, dtype=np.float32)
+        p = np.asarray(x @ self.text_vectors_, dtype=np.float32)
         norm = np.linalg.norm(p, axis=1, keepdims=True)
         return p / np.where(norm > 0, norm, 1.0).astype(np.float32)
 
     def _score(self, histories: Histories) -> np.ndarray:
         p = self.profiles(histories)
-        scores = p @ self.item_vectors_.T
+        scores = p @ self.text_vectors_.T
         empty = ~p.any(axis=1)
         scores[empty] = self.popularity_
         scores[:, ~self.has_text_] = -np.inf
         return scores
 
     def item_vectors(self) -> np.ndarray:
-        return self.item_vectors_
+        return self.text_vectors_
 
     # ------------------------------------------------------------------ cold items
     def add_items(self, item_features: pd.DataFrame) -> ContentKNN:
@@ -203,39 +148,5 @@ class ContentKNN(Recommender):
             An ID is already in the catalog or repeated, or a text column is missing.
         """
         self._check_fitted()
-        if not isinstance(item_features, pd.DataFrame):
-            raise DataError(f"add_items expects a DataFrame, got {type(item_features).__name__}")
-        ids = as_id_array(item_features.index)
-        known = self.items_.index(ids, unknown="ignore") >= 0
-        if known.any():
-            raise DataError(
-                f"add_items: item {ids[np.flatnonzero(known)[0]]!r} is already in the catalog; "
-                "only new items can be added"
-            )
-        if len(set(ids.tolist())) != len(ids):
-            raise DataError("add_items: an item ID appears in more than one row")
-        missing = [c for c in self.text_columns_ if c not in item_features.columns]
-        if missing:
-            raise DataError(
-                f"add_items: the new items' features lack the text column {missing[0]!r} "
-                f"(the model reads {self.text_columns_})"
-            )
-        texts = item_texts(item_features, self.text_columns_)
-        has_text = texts != ""
-        vectors = np.zeros((len(ids), self.item_vectors_.shape[1]), dtype=np.float32)
-        if has_text.any():
-            vectors[has_text] = self._encoder().encode(texts[has_text].tolist())
-        items = self.items_.extend(ids)
-        old = self.item_features_
-        assert old is not None  # fit needs item features
-        new = item_features.reindex(columns=old.columns).set_axis(
-            pd.Index(ids, name=old.index.name), axis=0
-        )
-        self.items_ = items
-        self.item_features_ = pd.concat([old, new])
-        self.item_vectors_ = np.vstack([self.item_vectors_, vectors])
-        self.has_text_ = np.concatenate([self.has_text_, has_text])
-        self.popularity_ = np.concatenate([self.popularity_, np.zeros(len(ids), np.float32)])
-        h = self.history_
-        self.history_ = Histories(h.indptr, h.items, h.values, h.times, len(items), h.users)
+        self.popularity_ = extend_rows(self.popularity_, self._add_text_items(item_features))
         return self

@@ -26,6 +26,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "als": ("recstack.models.als:ALS", "implicit-feedback ALS (Hu et al. 2008), CG solver"),
     "bpr": ("recstack.models.bpr:BPR", "BPR matrix factorization, multi-threaded SGD"),
     "biased-mf": ("recstack.models.biased_mf:BiasedMF", "biased MF for ratings (ALS or SGD)"),
+    "als-text": (
+        "recstack.models.als_text:ALSText",
+        "ALS; items without events get factors mapped from their text embedding (ridge)",
+    ),
     "content-knn": (
         "recstack.models.content:ContentKNN",
         "content-based k-NN: cosine of item text embeddings (MiniLM or TF-IDF) to the history",
@@ -33,6 +37,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "sasrec": (
         "recstack.models.neural.sasrec:SASRec",
         "SASRec: causal self-attention over the history (torch)",
+    ),
+    "sasrec-text": (
+        "recstack.models.neural.sasrec_text:SASRecText",
+        "SASRec on ID + projected text embeddings: cold items ranked from their text (torch)",
     ),
     "bert4rec": (
         "recstack.models.neural.bert4rec:BERT4Rec",

@@ -155,6 +155,10 @@ class SequentialRecommender(Recommender):
         """The (n, max_len) padded network inputs of histories (latest item last)."""
         return last_items(histories, self.max_len)
 
+    def _training_catalog(self, train_data: Interactions) -> np.ndarray | None:
+        """(n_items,) bool: the items the training loss ranges over (None: all)."""
+        return None
+
     def _output_items(self, net: nn.Module) -> torch.Tensor:
         """Output embeddings of the catalog's items, (n_items, D) (tied to the input ones)."""
         emb: nn.Embedding = net.item_emb  # type: ignore[assignment]
@@ -173,10 +177,14 @@ class SequentialRecommender(Recommender):
                 f"{type(self).__name__}: no history has 2 events or more, so there is no "
                 "next item to learn from"
             )
+        catalog = self._training_catalog(train_data)
         log_q = None
         if self.loss == "sampled":
             counts = np.bincount(train_data.item, minlength=train_data.n_items) + 1.0
-            log_q = torch.from_numpy(np.log(counts / counts.sum())).float().to(device)
+            if catalog is not None:
+                counts[~catalog] = 0.0  # never drawn as negatives
+            with np.errstate(divide="ignore"):
+                log_q = torch.from_numpy(np.log(counts / counts.sum())).float().to(device)
         validate = None
         if valid is not None and valid.n_events:
             validate = self._validator(train_data, valid)
@@ -204,6 +212,7 @@ class SequentialRecommender(Recommender):
             config,
             device,
             log_q=log_q,
+            catalog=None if catalog is None else torch.from_numpy(catalog).to(device),
             validate=validate,
         )
         self.best_epoch_ = int(result.best_epoch)

@@ -68,6 +68,7 @@ def catalog_loss(
     negatives: int,
     log_q: torch.Tensor | None,
     generator: torch.Generator,
+    catalog: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of predicting ``targets`` from ``hidden``.
 
@@ -84,9 +85,15 @@ def catalog_loss(
         ``negatives`` items shared by the batch, drawn from ``q`` (``log_q``, (n_items,)),
         every logit corrected by ``- log q`` so the estimate is consistent (Bengio &
         Senécal; Yi et al. 2019); a negative equal to the row's target is masked.
+    catalog : (n_items,) bool, optional
+        The items the softmax ranges over (``"ce"``; for ``"sampled"``, give the others
+        ``q = 0``); None: all.
     """
     if loss == "ce":
-        return F.cross_entropy(hidden @ item_weights.T, targets)
+        logits = hidden @ item_weights.T
+        if catalog is not None:
+            logits = logits.masked_fill(~catalog, float("-inf"))
+        return F.cross_entropy(logits, targets)
     assert log_q is not None
     neg = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
     neg = neg.to(hidden.device)
@@ -153,6 +160,7 @@ def train(
     device: torch.device,
     *,
     log_q: torch.Tensor | None = None,
+    catalog: torch.Tensor | None = None,
     validate: Callable[[], float] | None = None,
 ) -> TrainResult:
     """Train ``net`` in place and restore the weights of its best validation epoch.
@@ -170,6 +178,8 @@ def train(
         Training windows (:func:`~recstack.models.neural.sequences.training_windows`).
     pairs : callable
         Turns a batch of windows into (inputs, targets) (next item, or masked items).
+    catalog : (n_items,) bool, optional
+        The items the loss ranges over (see :func:`catalog_loss`); None: all.
     validate : callable, optional
         Validation NDCG@10 of the current weights; enables early stopping.
     """
@@ -239,6 +249,7 @@ def train(
                     negatives=config.negatives,
                     log_q=log_q,
                     generator=gen,
+                    catalog=catalog,
                 )
             if not torch.isfinite(value):
                 raise ModelFitError(

@@ -49,6 +49,10 @@ class TransformerSequenceNet(nn.Module):
             self.item_emb.weight[0].zero_()
         self.scale = dim**0.5
 
+    def embed(self, items: torch.Tensor) -> torch.Tensor:
+        """Input representation (..., D) of shifted item indices (...)."""
+        return self.item_emb(items)
+
     def forward(
         self, items: torch.Tensor, return_weights: bool = False, last_only: bool = False
     ) -> Any:
@@ -59,7 +63,7 @@ class TransformerSequenceNet(nn.Module):
         """
         length = items.shape[1]
         pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
-        x = self.item_emb(items) * self.scale + self.pos_emb(pos)[None]
+        x = self.embed(items) * self.scale + self.pos_emb(pos)[None]
         padding = items == 0
         x = self.dropout(x) * (~padding)[..., None]
         return self.encoder(
