@@ -198,6 +198,22 @@ class RecommenderConformance:
         assert np.all(np.isfinite(scores) | (scores == -np.inf))
         assert np.isfinite(scores).any(axis=1).all(), "a user has no recommendable item"
 
+    def test_retrieval_form_gives_the_scores(
+        self, fitted: Recommender, data: Interactions
+    ) -> None:
+        """Where a model has a dot-product form, queries @ items.T are its scores."""
+        items = fitted.retrieval_items()
+        if items is None:
+            with pytest.raises(RecstackError, match="no dot-product form"):
+                fitted.retrieval_queries(data.histories())
+            return
+        hist = data.histories()
+        queries = fitted.retrieval_queries(hist)
+        assert items.shape[0] == data.n_items and queries.shape == (len(hist), items.shape[1])
+        np.testing.assert_allclose(
+            queries @ items.T, fitted.score(hist), rtol=self.rtol, atol=10 * self.atol
+        )
+
     def test_score_is_a_fresh_array(self, fitted: Recommender, data: Interactions) -> None:
         hist = data.histories(np.arange(4))
         first = fitted.score(hist)

@@ -196,6 +196,12 @@ class ALS(Recommender):
     def _score(self, histories: Histories) -> np.ndarray:
         return self.user_vectors(histories) @ self.item_factors_.T
 
+    def retrieval_items(self) -> np.ndarray:
+        return self.item_factors_
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        return self.user_vectors(histories)
+
     def item_vectors(self) -> np.ndarray:
         return self.item_factors_
 

@@ -301,6 +301,21 @@ class Recommender:
             return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    # ------------------------------------------------------------------ retrieval form
+    def retrieval_items(self) -> np.ndarray | None:
+        """Item side of the model's dot-product form, (n_items, d) float32, or None.
+
+        Models that score ``score(h) = retrieval_queries(h) @ retrieval_items().T`` return
+        their item matrix here, so a nearest-neighbour index
+        (:class:`recstack.ranking.ItemIndex`) can replace the full scoring of a large
+        catalog.
+        """
+        return None
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        """Query side of the dot-product form, (n, d) float32 (see :meth:`retrieval_items`)."""
+        raise RecstackError(f"{type(self).__name__} has no dot-product form")
+
     # ------------------------------------------------------------------ similar items
     def item_vectors(self) -> np.ndarray | None:
         """Item representation for :meth:`similar_items`, shape (n_items, d), or None."""

@@ -434,11 +434,18 @@ class BiasedMF(Recommender):
         return bias, factors
 
     def _score(self, histories: Histories) -> np.ndarray:
+        return self.retrieval_queries(histories) @ self.retrieval_items().T
+
+    def retrieval_items(self) -> np.ndarray:
+        """``[q_i, b_i, 1]``: against the queries ``[p_u, 1, mu + b_u]``."""
+        ones = np.ones((len(self.item_bias_), 1), np.float32)
+        return np.hstack([self.item_factors_, self.item_bias_[:, None], ones], dtype=np.float32)
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
         bias, factors = self._fold_in(histories.to_csr())
-        scores = factors @ self.item_factors_.T  # (n, n_items)
-        scores += self.item_bias_
-        scores += (bias + np.float32(self.global_mean_))[:, None]
-        return scores
+        ones = np.ones((len(bias), 1), np.float32)
+        offset = (bias + np.float32(self.global_mean_))[:, None]
+        return np.hstack([factors, ones, offset], dtype=np.float32)
 
     def predict(self, histories: Histories, items: np.ndarray) -> np.ndarray:
         """Predicted rating of ``items[r]`` for history ``r`` (the evaluator's RMSE/MAE).

@@ -584,6 +584,12 @@ class BPR(Recommender):
     def _score(self, histories: Histories) -> np.ndarray:
         return self.user_vectors(histories) @ self.item_factors_.T
 
+    def retrieval_items(self) -> np.ndarray:
+        return self.item_factors_  # the bias is the last column, the queries' is 1
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        return self.user_vectors(histories)
+
     def item_vectors(self) -> np.ndarray:
         return self.item_factors_[:, :-1]
 

@@ -267,5 +267,11 @@ class NMF(Recommender):
     def _score(self, histories: Histories) -> np.ndarray:
         return self.fold_in(histories) @ self.item_factors_.T
 
+    def retrieval_items(self) -> np.ndarray:
+        return self.item_factors_
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        return self.fold_in(histories)
+
     def item_vectors(self) -> np.ndarray:
         return self.item_factors_

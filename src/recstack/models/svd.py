@@ -158,6 +158,12 @@ class PureSVD(Recommender):
     def _score(self, histories: Histories) -> np.ndarray:
         return self.fold_in(histories) @ self.item_factors_.T
 
+    def retrieval_items(self) -> np.ndarray:
+        return self.item_factors_
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        return self.fold_in(histories)
+
     def item_vectors(self) -> np.ndarray:
         """``V S``: item factors weighted by their singular values, (n_items, k)."""
         return self.item_factors_ * self.singular_values_

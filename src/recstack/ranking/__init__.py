@@ -1,7 +1,8 @@
-"""Ranking: top-K selection with exclusions and candidate filters, and re-rankers (MMR,
-DPP, calibration, category caps). Pure array code over item scores: it imports only
-:mod:`recstack.data`."""
+"""Ranking: top-K selection with exclusions and candidate filters, nearest-neighbour search
+over large catalogs (faiss, the ``ann`` extra), and re-rankers (MMR, DPP, calibration,
+category caps). Pure array code over item scores: it imports only :mod:`recstack.data`."""
 
+from recstack.ranking.ann import ItemIndex
 from recstack.ranking.calibration import Calibrated, miscalibration
 from recstack.ranking.rerank import (
     DPP,
@@ -19,6 +20,7 @@ __all__ = [
     "MMR",
     "Calibrated",
     "CategoryCap",
+    "ItemIndex",
     "ItemSimilarity",
     "MeanMMR",
     "Reranker",

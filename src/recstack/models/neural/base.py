@@ -251,8 +251,8 @@ class SequentialRecommender(Recommender):
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def _raw_scores(self, histories: Histories) -> torch.Tensor:
-        """(n, n_items) float32 CPU scores: last hidden state times the output items."""
+    def _last_states(self, histories: Histories) -> torch.Tensor:
+        """(n, D) float32 hidden states at the scored position (on the model's device)."""
         net = self._net
         net.eval()
         device = next(net.parameters()).device
@@ -260,9 +260,22 @@ class SequentialRecommender(Recommender):
         if self.trims_padding:
             (inputs,) = trim_padding(inputs)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            last = self._last_hidden(net, inputs)
-            out = last.float() @ self._output_items(net).float().T
+            return self._last_hidden(net, inputs).float()
+
+    @torch.no_grad()
+    def _raw_scores(self, histories: Histories) -> torch.Tensor:
+        """(n, n_items) float32 CPU scores: last hidden state times the output items."""
+        out = self._last_states(histories) @ self._output_items(self._net).float().T
         return out.float().cpu()
+
+    def retrieval_items(self) -> np.ndarray:
+        self._check_fitted()
+        with torch.no_grad():
+            return self._output_items(self._net).float().cpu().numpy()
+
+    def retrieval_queries(self, histories: Histories) -> np.ndarray:
+        self._check_fitted()
+        return self._last_states(histories).cpu().numpy()
 
     def _score(self, histories: Histories) -> np.ndarray:
         out = np.empty((len(histories), self._n_items), dtype=np.float32)
