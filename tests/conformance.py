@@ -198,9 +198,7 @@ class RecommenderConformance:
         assert np.all(np.isfinite(scores) | (scores == -np.inf))
         assert np.isfinite(scores).any(axis=1).all(), "a user has no recommendable item"
 
-    def test_retrieval_form_gives_the_scores(
-        self, fitted: Recommender, data: Interactions
-    ) -> None:
+    def test_retrieval_form_gives_the_scores(self, fitted: Recommender, data: Interactions) -> None:
         """Where a model has a dot-product form, queries @ items.T are its scores."""
         items = fitted.retrieval_items()
         if items is None:
