@@ -24,6 +24,9 @@ from tqdm.auto import tqdm
 
 from recstack.errors import ModelFitError
 
+#: epochs of at least this many steps show a progress bar over their steps too
+STEP_BAR_FROM = 500
+
 #: (inputs (B, L), targets (B, L); 0 = no target) from a batch of windows and a generator
 PairsFn = Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -230,7 +233,15 @@ def train(
             order = _length_buckets(order, lengths, batch_size, rng)
         order_t = torch.from_numpy(order)
         total, count = 0.0, 0
-        for b in range(n_batches):
+        # long epochs (large data) also get a bar over their steps
+        steps = tqdm(
+            range(n_batches),
+            desc=f"epoch {epoch}",
+            unit="step",
+            disable=not config.verbose or rank != 0 or n_batches < STEP_BAR_FROM,
+            leave=False,
+        )
+        for b in steps:
             idx = order_t[b * batch_size : (b + 1) * batch_size]
             if len(idx) == 0:  # a smaller share than another process's: reuse a batch
                 idx = order_t[:batch_size]
@@ -264,6 +275,9 @@ def train(
             scheduler.step()
             total += value.item()
             count += 1
+            if count % 50 == 0:
+                steps.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        steps.close()
         score = float("nan")
         if validate is not None:
             net.eval()
