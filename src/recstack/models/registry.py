@@ -34,6 +34,10 @@ REGISTRY: dict[str, tuple[str, str]] = {
         "recstack.models.content:ContentKNN",
         "content-based k-NN: cosine of item text embeddings (MiniLM or TF-IDF) to the history",
     ),
+    "blend": (
+        "recstack.models.blend:Blend",
+        "convex blend of sub-models' per-user normalized scores, weights fitted on validation",
+    ),
     "sasrec": (
         "recstack.models.neural.sasrec:SASRec",
         "SASRec: causal self-attention over the history (torch)",
