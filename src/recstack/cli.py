@@ -1,5 +1,5 @@
 """The ``recstack`` command line: data info, split, train, evaluate, compare, recommend,
-explain, quickstart.
+explain, quickstart, serve, report-experiment.
 
 Every command has ``--help``, prints readable tables (rich) and can write JSON for machines.
 Bad input ends with one line on stderr and exit code 2, never a traceback.
@@ -726,6 +726,166 @@ def _titles(model: Any) -> dict[str, str] | None:
         if col in feats.columns:
             return dict(zip(feats.index.astype(str), feats[col].astype(str), strict=True))
     return None
+
+
+@app.command("serve")
+def serve_cmd(
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="A saved model directory (the 'default' variant)."),
+    ] = None,
+    variant: Annotated[
+        list[str] | None,
+        typer.Option("--variant", help="An A/B variant as NAME=DIR (repeatable)."),
+    ] = None,
+    traffic: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--traffic", help="A variant's share of users as NAME=PCT (default: equal shares)."
+        ),
+    ] = None,
+    db: Annotated[
+        str,
+        typer.Option("--db", help="Event store: sqlite:///path.db or postgresql://..."),
+    ] = "sqlite:///recstack-events.db",
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes.")] = 1,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(
+            "--admin-token",
+            help="Bearer token of POST /admin/reload (default: $RECSTACK_ADMIN_TOKEN).",
+        ),
+    ] = None,
+    salt: Annotated[
+        str, typer.Option("--salt", help="Experiment name hashed into the assignment.")
+    ] = "recstack",
+) -> None:
+    """Serve recommendations over HTTP (FastAPI on uvicorn; OpenAPI at /docs): live history
+    updates from POST /events, A/B variants with sticky assignment, and their report."""
+    from recstack.errors import require
+
+    require("fastapi", "serve")
+    uvicorn = require("uvicorn", "serve")
+    from recstack.serving.config import CONFIG_ENV, ServeConfig
+
+    variants = {"default": str(model_dir)} if model_dir is not None else {}
+    for name, value in _pairs(variant, "--variant").items():
+        if name in variants:
+            raise CliError(f"--variant {name} is given twice (--model is variant 'default')")
+        variants[name] = value
+    if not variants:
+        raise CliError("give --model DIR or at least one --variant NAME=DIR")
+    shares: dict[str, float] | None = None
+    if traffic:
+        try:
+            shares = {k: float(v) for k, v in _pairs(traffic, "--traffic").items()}
+        except ValueError:
+            raise CliError(f"--traffic expects NAME=PERCENT, got {traffic}") from None
+    if workers <= 0:
+        raise CliError(f"--workers must be a positive integer, got {workers}")
+    for name, path in variants.items():
+        if not (Path(path) / "config.json").is_file():
+            raise CliError(f"variant {name!r}: {path} is not a saved model directory")
+    config = ServeConfig(
+        variants=variants,
+        traffic=shares,
+        db=db,
+        salt=salt,
+        admin_token=admin_token,
+        # several workers: each reads the events the others stored
+        sync_seconds=1.0 if workers > 1 else 0.0,
+    )
+    err.print(f"serving {', '.join(f'{n}={p}' for n, p in variants.items())} on {host}:{port}")
+    if workers == 1:
+        from recstack.serving import create_app
+
+        uvicorn.run(create_app(config), host=host, port=port, access_log=False)
+        return
+    import shutil
+    import tempfile
+
+    # each worker builds the app from the configuration in the environment; their metrics
+    # are summed through a shared directory (ours, removed at exit, unless one is given)
+    os.environ[CONFIG_ENV] = config.to_json()
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir = tempfile.mkdtemp(prefix="recstack-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        uvicorn.run(
+            "recstack.serving.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
+    """``["a=x", "b=y"]`` -> ``{"a": "x", "b": "y"}`` (a name given twice is an error)."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = (p.strip() for p in pair.partition("="))
+        if not sep or not key or not value:
+            raise CliError(f"{option} expects NAME=VALUE, got {pair!r}")
+        if key in out:
+            raise CliError(f"{option} {key} is given twice")
+        out[key] = value
+    return out
+
+
+@app.command("report-experiment")
+def report_experiment_cmd(
+    db: Annotated[str, typer.Option("--db", help="The service's event store URL.")] = (
+        "sqlite:///recstack-events.db"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The A/B report of a service's event store: per variant impressions, CTR and
+    conversion rate with 95% Wilson intervals, and two-proportion z-tests (the numbers of
+    GET /experiments/report)."""
+    from recstack.serving.experiment import experiment_report
+    from recstack.serving.store import open_store
+
+    with open_store(db) as store:
+        report = experiment_report(store.counts_by_variant())
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    if not report["variants"]:
+        out.print("no variant has served a list yet")
+        return
+
+    def rate(value: float | None, ci: list[float]) -> str:
+        return "-" if value is None else f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
+
+    table = Table(title="A/B report (95% Wilson intervals)", header_style="bold")
+    for col in ("variant", "impressions", "clicks", "conversions", "CTR", "conversion rate"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in report["variants"]:
+        table.add_row(
+            v["name"],
+            f"{v['impressions']:,}",
+            f"{v['clicks']:,}",
+            f"{v['conversions']:,}",
+            rate(v["ctr"], v["ctr_ci"]),
+            rate(v["conversion_rate"], v["conversion_ci"]),
+        )
+    out.print(table)
+    if report["comparisons"]:
+        tests = Table(title="two-proportion z-tests (diff = b - a)", header_style="bold")
+        for col in ("a", "b", "metric", "diff", "z", "p"):
+            tests.add_column(col, justify="right" if col in ("diff", "z", "p") else "left")
+        for c in report["comparisons"]:
+            cells = ["-" if c[f] is None else f"{c[f]:.4g}" for f in ("diff", "z", "p_value")]
+            tests.add_row(c["a"], c["b"], c["metric"], *cells)
+        out.print(tests)
 
 
 @app.command("quickstart")

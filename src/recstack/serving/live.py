@@ -1,0 +1,379 @@
+"""A served model and the live histories that update it without retraining.
+
+History in, scores out: a known user is scored from their stored training history
+followed by the clicks and conversions received while serving (:class:`LiveHistories`),
+so the next list reflects an event at once. A user with neither (or an anonymous
+history of unknown items only) gets the most popular items, flagged as a fallback.
+
+Everything a request needs is precomputed when a model is loaded (ID lookups as dicts,
+the popularity order, a warm-up call that compiles the kernels), so the per-request work
+is one scoring call and one top-K pass. The scoring path is a :class:`Ranker`: the exact
+one scores the whole catalog; an approximate index can take its place for large catalogs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from recstack.data import Histories
+from recstack.errors import ConfigError
+from recstack.models.base import Recommender
+from recstack.ranking import topk
+from recstack.ranking.rerank import ItemSimilarity, Reranker, parse_rerank, unit_rows
+from recstack.serving.store import HISTORY_TYPES, Event, EventStore, StoredEvent
+
+#: the most events of a history (stored + live) a request scores: the latest are kept
+MAX_HISTORY = 10_000
+#: re-rankers kept fitted per model (by spec)
+RERANKER_CACHE = 32
+#: when syncing from the store, events this many sequence numbers back are read again:
+#: concurrent writers may commit a lower number after a higher one was read
+SYNC_OVERLAP = 10_000
+
+
+# ---------------------------------------------------------------------------- live events
+class LiveHistories:
+    """Clicks and conversions received while serving, per user (external IDs, arrival
+    order), shared by every variant. Thread-safe.
+
+    Each event is applied once, by ``event_id`` (a retried batch, or an event read back
+    from the store that this process applied when it was posted, changes nothing).
+    A user keeps at most ``max_length`` live events, the latest.
+    """
+
+    def __init__(self, max_length: int = MAX_HISTORY) -> None:
+        self.max_length = max_length
+        self._items: dict[str, list[str]] = {}
+        self._times: dict[str, list[float]] = {}
+        self._applied: set[str] = set()
+        self._lock = threading.Lock()
+        #: highest store sequence number read (see :meth:`sync`)
+        self.cursor = 0
+
+    def add(self, events: Iterable[Event | StoredEvent]) -> int:
+        """Apply the clicks and conversions not applied before; returns how many."""
+        n = 0
+        with self._lock:
+            for e in events:
+                if e.type not in HISTORY_TYPES or e.event_id in self._applied:
+                    continue
+                self._applied.add(e.event_id)
+                items = self._items.setdefault(e.user_id, [])
+                times = self._times.setdefault(e.user_id, [])
+                items.append(e.item_id)
+                times.append(float(e.timestamp))
+                if len(items) > self.max_length:
+                    del items[: len(items) - self.max_length]
+                    del times[: len(times) - self.max_length]
+                n += 1
+        return n
+
+    def get(self, user_id: str) -> tuple[list[str], list[float]]:
+        """Copies of ``user_id``'s live item IDs and times (empty lists when none)."""
+        with self._lock:
+            return list(self._items.get(user_id, ())), list(self._times.get(user_id, ()))
+
+    def sync(self, store: EventStore, since: float | None = None) -> int:
+        """Apply the events stored since the last call (by any process); returns how many
+        were new here. The first call replays the whole store (from ``since``)."""
+        rows = store.user_events(since=since, after_seq=max(0, self.cursor - SYNC_OVERLAP))
+        n = self.add(rows)
+        if rows:
+            self.cursor = max(self.cursor, max(r.seq for r in rows))
+        return n
+
+    @property
+    def n_users(self) -> int:
+        return len(self._items)
+
+    @property
+    def n_events(self) -> int:
+        return len(self._applied)
+
+
+# ---------------------------------------------------------------------------- ranking
+class Ranker(Protocol):
+    """The scoring path of one history: the best ``n`` items and their scores.
+
+    ``exclude`` holds internal item indices never to return (the history, when seen items
+    are excluded). The exact ranker scores the whole catalog; an index over the model's
+    item vectors can answer the same call approximately."""
+
+    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(index, scores)``, each shape (n,), best first; index ``-1`` pads."""
+        ...
+
+
+class ExactRanker:
+    """Scores every catalog item with the model and keeps the top ``n`` (numba heap)."""
+
+    def __init__(self, model: Recommender) -> None:
+        self.model = model
+        self.n_items = model.n_items
+
+    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.model.score(hist)  # a fresh array, ours to mask
+        scores[0, exclude] = -np.inf  # cheaper than an exclusion matrix for one row
+        index, top = topk(scores, n)
+        return index[0], top[0]
+
+
+# ---------------------------------------------------------------------------- served model
+@dataclass(frozen=True)
+class Served:
+    """One answered list: external item IDs, scores, explanations when asked for."""
+
+    items: list[str]
+    scores: list[float]
+    fallback: bool
+    explanations: list[dict[str, Any]] | None = None
+    #: history item IDs the model does not know (left out of the history)
+    unknown_items: tuple[str, ...] = ()
+
+
+class ServedModel:
+    """A loaded :class:`Recommender` ready for requests.
+
+    Parameters
+    ----------
+    model : Recommender
+        A fitted model.
+    path : Path, optional
+        The directory it was loaded from (shown by ``/health``).
+    ranker : Ranker, optional
+        The scoring path (default: :class:`ExactRanker`).
+    candidates : int
+        Items a re-ranker chooses from (at least ``k``).
+    """
+
+    def __init__(
+        self,
+        model: Recommender,
+        path: Path | None = None,
+        ranker: Ranker | None = None,
+        candidates: int = 100,
+    ) -> None:
+        model._check_fitted()
+        self.model = model
+        self.path = path
+        self.ranker: Ranker = ranker or ExactRanker(model)
+        self.candidates = candidates
+        #: unix time the model was made ready (a reload changes it)
+        self.loaded_at = time.time()
+        self.n_items = model.n_items
+        self.item_ids: list[str] = model.items_.ids.tolist()
+        self._item_pos = {item: i for i, item in enumerate(self.item_ids)}
+        self._user_pos = {user: u for u, user in enumerate(model.users_.ids.tolist())}
+        hist = model.history_
+        self._hist = (hist.indptr, hist.items, hist.values, hist.times)
+        # the fallback: distinct users per item in the stored history, most first (ties by
+        # index, as top-K orders them)
+        x = hist.to_csr()
+        self.popularity = np.bincount(x.indices, minlength=self.n_items).astype(np.float32)
+        self._pop_order = np.argsort(-self.popularity, kind="stable").astype(np.int32)
+        self._pop_rank = np.empty(self.n_items, dtype=np.int64)
+        self._pop_rank[self._pop_order] = np.arange(1, self.n_items + 1)
+        self._user_item = x  # for item similarities of models without item vectors
+        self._rerankers: dict[str, Reranker] = {}
+        self._similarity: ItemSimilarity | None = None
+        self._item_unit: sp.csr_matrix | None = None
+        self._lock = threading.Lock()
+        self._native_similar = (
+            type(model).similar_items is not Recommender.similar_items
+            or model.item_vectors() is not None
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, candidates: int = 100) -> ServedModel:
+        """Load a saved model and warm it up (one scoring call compiles its kernels)."""
+        path = Path(path)
+        served = cls(Recommender.load(path), path, candidates=candidates)
+        served.warm_up()
+        return served
+
+    def warm_up(self) -> None:
+        """Answer one request, so the first real one does not pay for compilation."""
+        if self.n_items:
+            self.recommend(None, [self.item_ids[int(self._pop_order[0])]], k=1)
+
+    # ------------------------------------------------------------------ histories
+    def history(
+        self,
+        user_id: str | None,
+        items: Sequence[str] = (),
+        times: Sequence[float] | None = None,
+    ) -> tuple[Histories, list[str]]:
+        """The history to score: ``user_id``'s stored history (none for an unknown or
+        absent user) followed by external ``items`` (live events, or a posted history) at
+        ``times`` (default: after the stored events, one second apart). Unknown item IDs
+        are left out and returned; the latest :data:`MAX_HISTORY` events are kept."""
+        u = self._user_pos.get(user_id, -1) if user_id is not None else -1
+        pos = [self._item_pos.get(i, -1) for i in items]
+        unknown = [i for i, p in zip(items, pos, strict=True) if p < 0]
+        extra = np.array([p for p in pos if p >= 0], dtype=np.int32)
+        indptr, h_items, h_values, h_times = self._hist
+        a, b = (int(indptr[u]), int(indptr[u + 1])) if u >= 0 else (0, 0)
+        if times is None:
+            start = float(h_times[b - 1]) + 1.0 if b > a else 0.0
+            x_times = start + np.arange(len(extra), dtype=np.float64)
+        else:
+            x_times = np.asarray(times, dtype=np.float64)[[p >= 0 for p in pos]]
+        all_items = np.concatenate([h_items[a:b], extra])[-MAX_HISTORY:]
+        values = np.concatenate([h_values[a:b], np.ones(len(extra), np.float32)])[-MAX_HISTORY:]
+        all_times = np.concatenate([h_times[a:b], x_times])[-MAX_HISTORY:]
+        hist = Histories(
+            np.array([0, len(all_items)], dtype=np.int64),
+            all_items,
+            values,
+            all_times,
+            self.n_items,
+            np.array([u], dtype=np.int32),
+        )
+        return hist, unknown
+
+    # ------------------------------------------------------------------ recommending
+    def recommend(
+        self,
+        user_id: str | None,
+        items: Sequence[str] = (),
+        times: Sequence[float] | None = None,
+        *,
+        k: int = 10,
+        exclude_seen: bool = True,
+        explain: bool = False,
+        rerank: str | None = None,
+    ) -> Served:
+        """The top ``k`` for ``user_id``'s stored history followed by ``items`` (see
+        :meth:`history`); the popularity order when that history is empty.
+
+        Raises
+        ------
+        ConfigError
+            A bad re-ranker spec, or one that needs item categories the model lacks.
+        """
+        reranker = self.reranker(rerank) if rerank else None
+        hist, unknown = self.history(user_id, items, times)
+        n = max(k, self.candidates) if reranker is not None else k
+        fallback = len(hist.items) == 0
+        if fallback:
+            index = self._pop_order[:n]
+            scores = self.popularity[index]
+        else:
+            exclude = hist.items if exclude_seen else hist.items[:0]
+            index, scores = self.ranker.rank(hist, n, exclude)
+        if reranker is not None:
+            pos = reranker.rerank(index[None, :], scores[None, :], k, histories=hist)[0]
+            pos = pos[pos >= 0]
+            index, scores = index[pos], scores[pos]
+        keep = index >= 0
+        index, scores = index[keep][:k], scores[keep][:k]
+        explanations = None
+        if explain:
+            explanations = (
+                [self._popularity_note(int(i)) for i in index]
+                if fallback
+                else self._explain(hist, index, scores)
+            )
+        # JSON has no infinity: a model's +inf score is shown as the largest float32
+        finite = np.minimum(scores.astype(np.float64), np.finfo(np.float32).max)
+        return Served(
+            [self.item_ids[i] for i in index.tolist()],
+            finite.tolist(),
+            fallback,
+            explanations,
+            tuple(unknown),
+        )
+
+    def _explain(self, hist: Histories, index: np.ndarray, scores: np.ndarray) -> list[Any]:
+        from recstack.explain import explain
+
+        if len(index) == 0:
+            return []
+        why = explain(self.model, hist, index[None, :], scores=scores[None, :])[0]
+        return [w.to_dict() for w in why]
+
+    def _popularity_note(self, item: int) -> dict[str, Any]:
+        users = int(self.popularity[item])
+        rank = int(self._pop_rank[item])
+        text = f"popular with {users:,} users (#{rank:,} of {self.n_items:,} items)"
+        return {"text": text, "items": []}
+
+    # ------------------------------------------------------------------ re-ranking
+    def reranker(self, spec: str) -> Reranker:
+        """The fitted re-ranker of ``spec`` (cached): item similarities from genre-like item
+        features, else from co-occurrence in the stored history, as the evaluation uses."""
+        with self._lock:
+            cached = self._rerankers.get(spec)
+        if cached is not None:
+            return cached
+        rr = parse_rerank(spec)
+        if rr.needs == "vectors":
+            rr.fit(item_vectors=self._item_similarity())
+        else:
+            cats = self._categories()
+            if cats is None:
+                raise ConfigError(
+                    f"re-ranker {rr.spec} needs item categories, but the model's item "
+                    "features have no genre-like column"
+                )
+            rr.fit(categories=cats)
+        with self._lock:
+            if len(self._rerankers) >= RERANKER_CACHE:
+                self._rerankers.pop(next(iter(self._rerankers)))
+            self._rerankers[spec] = rr
+        return rr
+
+    def _categories(self) -> sp.csr_matrix | None:
+        from recstack.evaluation.evaluator import item_feature_vectors
+
+        feats = self.model.item_features_
+        return None if feats is None else item_feature_vectors(feats)
+
+    def _item_similarity(self) -> ItemSimilarity:
+        if self._similarity is None:
+            cats = self._categories()
+            vectors = cats if cats is not None else sp.csr_matrix(self._user_item.T.astype(bool))
+            self._similarity = ItemSimilarity(vectors)
+        return self._similarity
+
+    # ------------------------------------------------------------------ similar items
+    def similar(self, item_id: str, k: int = 10) -> tuple[list[str], list[float]] | None:
+        """The ``k`` items most similar to ``item_id`` (the model's own similarity, else
+        the cosine of item columns of the stored history); None for an unknown item."""
+        q = self._item_pos.get(item_id)
+        if q is None:
+            return None
+        if self._native_similar:
+            recs = self.model.similar_items([item_id], k=k)
+            index, scores = recs.index[0], recs.scores[0]
+        else:
+            unit = self._item_unit_rows()
+            row = (unit[q] @ unit.T).toarray().astype(np.float32)
+            mask = sp.csr_matrix(([1.0], [q], [0, 1]), shape=(1, self.n_items))
+            idx, top = topk(row, k, exclude=mask)
+            index, scores = idx[0], top[0]
+        keep = index >= 0
+        return [self.item_ids[i] for i in index[keep].tolist()], scores[keep].tolist()
+
+    def _item_unit_rows(self) -> sp.csr_matrix:
+        if self._item_unit is None:
+            self._item_unit = sp.csr_matrix(unit_rows(self._user_item.T.astype(np.float32)))
+        return self._item_unit
+
+    def describe(self) -> dict[str, Any]:
+        """What ``/health`` shows of this model."""
+        return {
+            "model": self.model.name,
+            "model_dir": None if self.path is None else str(self.path),
+            "n_items": self.n_items,
+            "n_users": len(self._user_pos),
+            "loaded_at": self.loaded_at,
+        }

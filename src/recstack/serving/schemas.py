@@ -1,0 +1,192 @@
+"""The HTTP wire formats (pydantic models): what requests may hold and what responses say.
+
+They are the OpenAPI schema at ``/docs`` and keep requests in bounds: ``k`` in
+[1, :data:`MAX_K`], histories of at most :data:`MAX_HISTORY_ITEMS` items, event batches of
+at most :data:`MAX_EVENTS`, IDs of 1 to :data:`MAX_ID` characters. IDs may be sent as
+JSON strings or integers (``196`` and ``"196"`` are one ID); unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+
+MAX_K = 1000
+MAX_HISTORY_ITEMS = 10_000
+MAX_EVENTS = 10_000
+MAX_ID = 256
+MAX_SPEC = 200
+
+
+def _id_text(value: Any) -> Any:
+    """Integer IDs (and integral floats, as readers parse them) as strings."""
+    if isinstance(value, bool):
+        return value  # rejected by the str type
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value
+
+
+ExtId = Annotated[
+    str, BeforeValidator(_id_text), StringConstraints(min_length=1, max_length=MAX_ID)
+]
+K = Annotated[int, Field(ge=1, le=MAX_K, description="List length.")]
+EventType = Literal["impression", "click", "conversion"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------------------- recommend
+class RecommendRequest(_Strict):
+    """A list for a new or anonymous user's history (``POST /recommend``)."""
+
+    history: list[ExtId] = Field(
+        default_factory=list,
+        max_length=MAX_HISTORY_ITEMS,
+        description="Item IDs, oldest first. Unknown IDs are left out and listed in the "
+        "response's unknown_items.",
+    )
+    k: K = 10
+    exclude_seen: bool = True
+    explain: bool = False
+    rerank: str | None = Field(
+        None, max_length=MAX_SPEC, description="Re-ranker spec, e.g. mmr:0.3 (empty: none)."
+    )
+    user_id: ExtId | None = Field(
+        None,
+        description="Who the list is for: chooses the A/B variant and is logged for the "
+        "report. The posted history alone is scored.",
+    )
+
+
+class ExplanationItem(BaseModel):
+    item: str
+    share: float
+
+
+class Explanation(BaseModel):
+    text: str
+    items: list[ExplanationItem]
+
+
+class RecommendedItem(BaseModel):
+    item: str
+    rank: int
+    score: float
+    explanation: Explanation | None = Field(
+        None, description="Present when explain=true was asked for."
+    )
+
+
+class RecommendResponse(BaseModel):
+    request_id: str
+    variant: str
+    user_id: str | None
+    fallback: bool = Field(description="The popularity fallback served (no usable history).")
+    items: list[RecommendedItem]
+    unknown_items: list[str] | None = Field(
+        None, description="POST /recommend only: history item IDs the model does not know."
+    )
+
+
+class SimilarItem(BaseModel):
+    item: str
+    rank: int
+    score: float
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    variant: str
+    items: list[SimilarItem]
+
+
+# ---------------------------------------------------------------------------- events
+class EventIn(_Strict):
+    event_id: ExtId
+    user_id: ExtId
+    item_id: ExtId
+    type: EventType
+    timestamp: Annotated[float, Field(allow_inf_nan=False)] | datetime = Field(
+        description="Unix seconds, or an ISO 8601 date-time (UTC when it has no zone)."
+    )
+    request_id: str | None = Field(
+        None, max_length=MAX_ID, description="The request_id of the list the event is about."
+    )
+
+
+class EventsRequest(_Strict):
+    events: list[EventIn] = Field(max_length=MAX_EVENTS)
+
+
+class EventsResponse(BaseModel):
+    received: int
+    stored: int = Field(description="New events (durable when this response is sent).")
+    duplicates: int = Field(description="Events whose event_id was already stored.")
+
+
+# ---------------------------------------------------------------------------- report
+class VariantReport(BaseModel):
+    name: str
+    impressions: int
+    clicks: int
+    conversions: int
+    ctr: float | None = Field(description="clicks / impressions (null without impressions)")
+    ctr_ci: list[float] = Field(description="95% Wilson interval [lo, hi]")
+    conversion_rate: float | None = Field(description="conversions / impressions")
+    conversion_ci: list[float] = Field(description="95% Wilson interval [lo, hi]")
+
+
+class Comparison(BaseModel):
+    a: str
+    b: str
+    metric: Literal["ctr", "conversion_rate"]
+    diff: float | None = Field(description="rate of b - rate of a")
+    z: float | None
+    p_value: float | None = Field(description="two-sided pooled two-proportion z-test")
+
+
+class ExperimentReport(BaseModel):
+    variants: list[VariantReport]
+    comparisons: list[Comparison]
+
+
+# ---------------------------------------------------------------------------- admin
+class ReloadRequest(_Strict):
+    variant: str | None = Field(None, description="Needed when several variants are served.")
+    model_dir: str | None = Field(
+        None, description="A saved model directory (default: the variant's current one)."
+    )
+
+
+class ModelInfo(BaseModel):
+    model: str
+    model_dir: str | None
+    n_items: int
+    n_users: int
+    loaded_at: float
+
+
+class ReloadResponse(BaseModel):
+    variant: str
+    seconds: float
+    served: ModelInfo
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    variants: dict[str, ModelInfo]
+    traffic: dict[str, float]
+    live_users: int
+    live_events: int
+    problem: str | None = Field(None, description="What is degraded, if anything.")
+
+
+class Error(BaseModel):
+    detail: str
