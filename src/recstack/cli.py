@@ -761,6 +761,13 @@ def serve_cmd(
     salt: Annotated[
         str, typer.Option("--salt", help="Experiment name hashed into the assignment.")
     ] = "recstack",
+    ann_from: Annotated[
+        int,
+        typer.Option(
+            "--ann-from",
+            help="Catalog size from which dot-product models search a faiss index.",
+        ),
+    ] = 100_000,
 ) -> None:
     """Serve recommendations over HTTP (FastAPI on uvicorn; OpenAPI at /docs): live history
     updates from POST /events, A/B variants with sticky assignment, and their report."""
@@ -794,6 +801,7 @@ def serve_cmd(
         db=db,
         salt=salt,
         admin_token=admin_token,
+        ann_from=ann_from,
         # several workers: each reads the events the others stored
         sync_seconds=1.0 if workers > 1 else 0.0,
     )

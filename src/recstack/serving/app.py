@@ -79,7 +79,7 @@ class Service:
         try:
             #: variant -> served model; replaced as a whole on reload (one reference swap)
             self.models: dict[str, ServedModel] = {
-                name: ServedModel.load(path, candidates=config.candidates)
+                name: ServedModel.load(path, candidates=config.candidates, ann_from=config.ann_from)
                 for name, path in config.variants.items()
             }
         except BaseException:
@@ -171,7 +171,9 @@ class Service:
                 raise _invalid(("body", "model_dir"), "the variant has no model directory", None)
             t0 = time.perf_counter()
             try:
-                served = ServedModel.load(path, candidates=self.config.candidates)
+                served = ServedModel.load(
+                    path, candidates=self.config.candidates, ann_from=self.config.ann_from
+                )
             except (RecstackError, OSError) as exc:
                 raise _invalid(("body", "model_dir"), f"cannot load {path}: {exc}", None) from None
             self.models = {**self.models, variant: served}

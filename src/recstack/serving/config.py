@@ -52,6 +52,9 @@ class ServeConfig:
     history_since : float, optional
         At start, replay only stored events with a timestamp from this unix time on (e.g.
         the end of the served model's training data); default: all.
+    ann_from : int
+        Catalog size from which a model with a dot-product form is served through an
+        approximate item index (faiss IVF) instead of scoring every item.
     """
 
     variants: Mapping[str, str]
@@ -63,6 +66,7 @@ class ServeConfig:
     max_body_bytes: int = 1 << 20
     sync_seconds: float = 0.0
     history_since: float | None = None
+    ann_from: int = 100_000
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -91,6 +95,7 @@ class ServeConfig:
         Experiment(self.shares, self.salt)  # checks the shares
         _check_int("candidates", self.candidates, 1)
         _check_int("max_body_bytes", self.max_body_bytes, 1)
+        _check_int("ann_from", self.ann_from, 1)
         if isinstance(self.sync_seconds, bool) or not (
             isinstance(self.sync_seconds, int | float) and 0 <= self.sync_seconds < math.inf
         ):

@@ -13,6 +13,7 @@ one scores the whole catalog; an approximate index can take its place for large 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -24,9 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from recstack.data import Histories
-from recstack.errors import ConfigError
+from recstack.errors import ConfigError, DataError
 from recstack.models.base import Recommender
-from recstack.ranking import topk
+from recstack.ranking import ItemIndex, topk
 from recstack.ranking.rerank import ItemSimilarity, Reranker, parse_rerank, unit_rows
 from recstack.serving.store import HISTORY_TYPES, Event, EventStore, StoredEvent
 
@@ -126,6 +127,52 @@ class ExactRanker:
         return index[0], top[0]
 
 
+class IndexRanker:
+    """Searches an :class:`~recstack.ranking.ItemIndex` over the model's dot-product form
+    (large catalogs): one query vector per history instead of the whole catalog's scores.
+    The history's items are excluded inside the search."""
+
+    def __init__(self, model: Recommender, index: ItemIndex) -> None:
+        self.model = model
+        self.index = index
+        self.n_items = model.n_items
+
+    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        query = self.model.retrieval_queries(hist)
+        ex = np.unique(exclude)
+        rows = sp.csr_matrix(
+            (np.ones(len(ex), np.float32), ex, [0, len(ex)]), shape=(1, self.n_items)
+        )
+        index, top = self.index.search(query, n, exclude=rows)
+        return index[0], top[0]
+
+
+#: the file beside a saved model that caches its item index (faiss's binary format)
+INDEX_FILE = "items.faiss"
+
+
+def index_ranker(model: Recommender, path: Path | None, ann_from: int) -> IndexRanker | None:
+    """An :class:`IndexRanker` for a model with a dot-product form and at least
+    ``ann_from`` items, else None. The index is read from ``path / INDEX_FILE`` when it
+    is there for the same catalog size, and built (then written there) otherwise."""
+    items = model.retrieval_items()
+    if items is None or model.n_items < ann_from:
+        return None
+    file = path / INDEX_FILE if path is not None else None
+    index = None
+    if file is not None and file.is_file():
+        try:
+            index = ItemIndex.load(file, items)
+        except DataError:  # another catalog: rebuild
+            index = None
+    if index is None:
+        index = ItemIndex(items, kind="ivf")
+        if file is not None:
+            with contextlib.suppress(OSError):  # a read-only model directory: no cache
+                index.save(file)
+    return IndexRanker(model, index)
+
+
 # ---------------------------------------------------------------------------- served model
 @dataclass(frozen=True)
 class Served:
@@ -192,10 +239,15 @@ class ServedModel:
         )
 
     @classmethod
-    def load(cls, path: str | Path, candidates: int = 100) -> ServedModel:
-        """Load a saved model and warm it up (one scoring call compiles its kernels)."""
+    def load(cls, path: str | Path, candidates: int = 100, ann_from: int = 100_000) -> ServedModel:
+        """Load a saved model and warm it up (one scoring call compiles its kernels).
+
+        A model with a dot-product form and at least ``ann_from`` items is served through
+        an approximate item index (:func:`index_ranker`)."""
         path = Path(path)
-        served = cls(Recommender.load(path), path, candidates=candidates)
+        model = Recommender.load(path)
+        ranker = index_ranker(model, path, ann_from)
+        served = cls(model, path, ranker=ranker, candidates=candidates)
         served.warm_up()
         return served
 
