@@ -496,3 +496,18 @@ def test_every_registered_class_is_exported_by_name() -> None:
         assert cls_name in models.__all__
     with pytest.raises(AttributeError, match="NoSuchModel"):
         models.NoSuchModel  # noqa: B018
+
+
+def test_an_empty_history_gets_the_popular_items() -> None:
+    from recstack.models import ItemKNN
+
+    log = pd.DataFrame(
+        {"user_id": [1, 1, 1, 2, 2, 3, 3, 3, 4], "item_id": list("abcabdabe")}
+    )  # a and b: 3 users each; c, d and e: 1
+    data = Interactions.from_frame(log)
+    model = ItemKNN().fit(data)
+    recs = model.recommend(histories=[[], ["c"]], k=3)
+    assert recs.item_ids[0].tolist()[:2] == ["a", "b"]
+    np.testing.assert_array_equal(recs.scores[0][:2], [3, 3])
+    assert recs.item_ids[1][0] in {"a", "b"}  # the model's own list for a real history
+    assert not np.allclose(recs.scores[1][:2], [3, 3])

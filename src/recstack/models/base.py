@@ -259,7 +259,9 @@ class Recommender:
 
         ``exclude_seen`` removes history items; ``items`` restricts the candidates to these
         external item IDs. ``unknown`` is the policy for unknown user/item IDs; with
-        ``"warn"``/``"ignore"`` an unknown user is scored from an empty history.
+        ``"warn"``/``"ignore"`` an unknown user is scored from an empty history. An empty
+        history (a user with no events at all) gets the most popular items: those with the
+        most distinct users in the training histories.
         """
         self._check_fitted()
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k <= 0:
@@ -290,16 +292,29 @@ class Recommender:
     def _rank(
         self, hist: Histories, k: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Score ``hist`` in memory-bounded batches and keep the top ``k`` of each row."""
+        """Score ``hist`` in memory-bounded batches and keep the top ``k`` of each row; an
+        empty history gets the popular items (:meth:`_popularity`)."""
         step = batch_rows(self.n_items)
         parts = []
         for start in range(0, len(hist), step):
             h = hist.select(slice(start, start + step))
             exclude = h.to_csr() if exclude_seen else None
-            parts.append(topk(self.score(h), k, exclude=exclude, allowed=allowed))
+            scores = self.score(h)
+            empty = h.lengths == 0
+            if empty.any():  # nothing to personalize from: the popular items
+                scores[empty] = self._popularity()
+            parts.append(topk(scores, k, exclude=exclude, allowed=allowed))
         if not parts:
             return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def _popularity(self) -> np.ndarray:
+        """Distinct users per item in the stored training histories, (n_items,) float32:
+        what a history without events is ranked by."""
+        h = self.history_
+        pairs = np.unique(np.repeat(np.arange(len(h), dtype=np.int64), h.lengths) * self.n_items
+                          + h.items)  # fmt: skip
+        return np.bincount(pairs % self.n_items, minlength=self.n_items).astype(np.float32)
 
     # ------------------------------------------------------------------ retrieval form
     def retrieval_items(self) -> np.ndarray | None:
