@@ -15,11 +15,15 @@ Endpoints (wire formats in :mod:`recstack.serving.schemas`, OpenAPI at ``/docs``
   and two-proportion tests between variants.
 - ``POST /admin/reload`` (bearer token): load a model directory, then swap it in.
 - ``GET /health``, ``GET /metrics`` (Prometheus text format).
+- The web page at ``/`` (``/?user=ID`` opens a user; assets under ``/static``) and what it
+  reads: ``GET /items?q=`` (title search, or ``?id=`` look-ups), ``GET /users?q=`` (ID
+  prefix search), ``GET /users/{user_id}/history``, ``GET /variants``.
 
 Each list served is logged (request ID, variant, user, items) so events that carry its
 ``request_id`` count for the variant that served it. Users are assigned to variants by a
 hash of their ID and the experiment's salt (sticky across restarts); a ``POST`` without
-a ``user_id`` is assigned by its request ID.
+a ``user_id`` is assigned by its request ID. A request may name a ``variant`` instead
+(the web page compares two side by side); its list is logged under that variant.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC
@@ -41,8 +46,9 @@ from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from recstack import __version__
@@ -51,7 +57,7 @@ from recstack.serving import schemas
 from recstack.serving._http import BodyLimit, Instrument, Metrics
 from recstack.serving.config import CONFIG_ENV, ServeConfig
 from recstack.serving.experiment import Experiment, experiment_report
-from recstack.serving.live import LiveHistories, Served, ServedModel
+from recstack.serving.live import Catalog, LiveHistories, Served, ServedModel
 from recstack.serving.store import Event, RequestLog, RequestLogBuffer, StoreError, open_store
 
 # query and path parameters (module level: the annotations are resolved by name)
@@ -61,6 +67,21 @@ RerankQuery = Annotated[
     str | None,
     Query(max_length=schemas.MAX_SPEC, description="Re-ranker spec, e.g. mmr:0.3 (empty: none)."),
 ]
+
+VariantQuery = Annotated[
+    str | None, Query(max_length=64, description="A variant by name (default: see each endpoint).")
+]
+#: the most items or users a search answers
+MAX_SEARCH = 100
+#: the web page's files (package data)
+STATIC = Path(__file__).with_name("static")
+#: the page loads nothing from elsewhere (no CDN); nothing may frame it
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 
 AdminCredentials = Annotated[
     HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
@@ -90,6 +111,12 @@ class Service:
         self.request_log = RequestLogBuffer(self.store)
         self.metrics = Metrics()
         self._reload_lock = threading.Lock()
+        #: the page's catalog of each served model, built on first use; a model swapped
+        #: out by a reload takes its catalog with it
+        self._catalogs: weakref.WeakKeyDictionary[ServedModel, Catalog] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._catalog_lock = threading.Lock()
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -130,12 +157,19 @@ class Service:
         exclude_seen: bool,
         explain: bool,
         rerank: str | None,
+        variant: str | None = None,
     ) -> dict[str, Any]:
         """The response of a list: for ``user_id``'s stored + live history, or for a
-        posted ``history`` (scored alone). ``key`` chooses the variant."""
+        posted ``history`` (scored alone). ``variant`` serves that variant, else ``key``
+        chooses one."""
         request_id = uuid.uuid4().hex
-        variant = self.experiment.assign(key)
-        served = self.models[variant]
+        where = "query" if history is None else "body"
+        models = self.models  # one reference: a reload swaps the whole dict
+        if variant is not None and variant not in models:
+            msg = f"no variant {variant!r} (variants: {', '.join(models)})"
+            raise _invalid((where, "variant"), msg, variant)
+        variant = variant or self.experiment.assign(key)
+        served = models[variant]
         rerank = rerank or None  # `rerank=` (empty) is no re-ranker
         if history is None and user_id is not None:
             items, times = self.live.get(user_id)
@@ -145,14 +179,69 @@ class Service:
         try:
             result = call(k=k, exclude_seen=exclude_seen, explain=explain, rerank=rerank)
         except ConfigError as exc:  # a bad or unusable re-ranker spec
-            where = ("query", "rerank") if history is None else ("body", "rerank")
-            raise _invalid(where, str(exc), rerank) from None
+            raise _invalid((where, "rerank"), str(exc), rerank) from None
         self.request_log.put(RequestLog(request_id, variant, user_id, result.items))
         self.metrics.recommendations.labels(variant, str(result.fallback).lower()).inc()
         body = _response(request_id, variant, user_id, result)
         if history is not None:
             body["unknown_items"] = list(result.unknown_items)
         return body
+
+    # ------------------------------------------------------------------ the web page
+    def catalog(self, variant: str | None) -> tuple[str, Catalog]:
+        """``variant`` (default: the first) and the catalog of the model serving it."""
+        models = self.models
+        name = variant or next(iter(models))
+        served = models.get(name)
+        if served is None:
+            raise HTTPException(404, f"no variant {name!r} (variants: {', '.join(models)})")
+        with self._catalog_lock:
+            found = self._catalogs.get(served)
+        if found is None:
+            found = Catalog(served)  # outside the lock: a second build is only wasted work
+            with self._catalog_lock:
+                found = self._catalogs.setdefault(served, found)
+        return name, found
+
+    def user_history(self, user_id: str, limit: int, variant: str | None) -> dict[str, Any]:
+        """The latest ``limit`` events of ``user_id`` as scored: the stored history of the
+        model of ``variant`` (default: the user's assigned one), then the live events."""
+        name, catalog = self.catalog(variant or self.experiment.assign(user_id))
+        items, times = catalog.stored_history(user_id)
+        live_items, live_times = self.live.get(user_id)
+        n_stored, all_items, all_times = len(items), items + live_items, times + live_times
+        latest = range(len(all_items) - 1, max(len(all_items) - limit, 0) - 1, -1)
+        shown = catalog.lookup([all_items[i] for i in latest])
+        for entry, i in zip(shown, latest, strict=True):
+            entry["timestamp"] = all_times[i]
+            entry["live"] = i >= n_stored
+        return {
+            "user_id": user_id,
+            "variant": name,
+            "known": n_stored > 0,
+            "n_events": len(all_items),
+            "items": shown,
+        }
+
+    def variants(self) -> dict[str, Any]:
+        """Each variant's traffic share, model, and whether its items have titles and
+        genres (building the page's catalogs, so the page's first search is quick)."""
+        out = []
+        for name, served in self.models.items():
+            _, catalog = self.catalog(name)
+            info = served.describe()
+            out.append(
+                {
+                    "name": name,
+                    "traffic": self.experiment.traffic[name],
+                    "model": info["model"],
+                    "n_items": info["n_items"],
+                    "n_users": info["n_users"],
+                    "titles": catalog.titles is not None,
+                    "genres": catalog.has_genres,
+                }
+            )
+        return {"variants": out}
 
     # ------------------------------------------------------------------ admin
     def reload(self, variant: str | None, model_dir: str | None) -> dict[str, Any]:
@@ -282,9 +371,15 @@ def create_app(config: ServeConfig) -> FastAPI:
         exclude_seen: bool = True,
         explain: bool = False,
         rerank: RerankQuery = None,
+        variant: Annotated[
+            str | None,
+            Query(max_length=64, description="Serve this variant (default: the A/B assignment)."),
+        ] = None,
     ) -> JSONResponse:
         """Top-k for a user: stored history + live events; popularity for an unknown user."""
-        fn = partial(service.recommend, user_id, user_id, None, k, exclude_seen, explain, rerank)
+        fn = partial(
+            service.recommend, user_id, user_id, None, k, exclude_seen, explain, rerank, variant
+        )
         return await run(fn, offload=explain or bool(rerank))
 
     @app.post("/recommend", response_model=schemas.RecommendResponse)
@@ -293,7 +388,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         key = body.user_id if body.user_id is not None else uuid.uuid4().hex
         fn = partial(
             service.recommend, key, body.user_id, body.history, body.k,
-            body.exclude_seen, body.explain, body.rerank,
+            body.exclude_seen, body.explain, body.rerank, body.variant,
         )  # fmt: skip
         return await run(fn, offload=body.explain or bool(body.rerank))
 
@@ -368,6 +463,67 @@ def create_app(config: ServeConfig) -> FastAPI:
         if body is None:
             return service.reload(None, None)
         return service.reload(body.variant, body.model_dir)
+
+    # ------------------------------------------------------------------ the web page
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+    async def page() -> FileResponse:
+        """The web page (``/?user=ID`` opens that user)."""
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/items", response_model=schemas.ItemsResponse, responses=not_found)
+    def items(
+        q: Annotated[
+            str | None, Query(max_length=schemas.MAX_SPEC, description="Title substring.")
+        ] = None,
+        ids: Annotated[
+            list[str] | None,
+            Query(alias="id", description="Look these item IDs up instead (repeatable)."),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_SEARCH)] = 20,
+        variant: VariantQuery = None,
+    ) -> dict[str, Any]:
+        """Items whose title contains ``q`` (case-insensitive; titles starting with it
+        first, then the most popular; no ``q``: the most popular), or the items
+        ``id=...`` in order (an unknown one without title). Titles and genres come from
+        the model's item features: without them they are null and empty, and ``q``
+        matches IDs."""
+        if ids is not None and len(ids) > schemas.MAX_K:
+            msg = f"at most {schemas.MAX_K} IDs, got {len(ids)}"
+            raise _invalid(("query", "id"), msg, None)
+        _, catalog = service.catalog(variant)
+        if ids is not None:
+            return {"items": catalog.lookup(ids)}
+        return {"items": catalog.search_items(q or "", limit)}
+
+    @app.get("/users", response_model=schemas.UsersResponse, responses=not_found)
+    def users(
+        q: Annotated[str, Query(max_length=schemas.MAX_ID, description="ID prefix.")] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_SEARCH)] = 20,
+        variant: VariantQuery = None,
+    ) -> dict[str, Any]:
+        """Users of the model's training data whose ID starts with ``q`` (shortest
+        first), with their number of training events."""
+        _, catalog = service.catalog(variant)
+        return {"users": catalog.search_users(q, limit)}
+
+    @app.get(
+        "/users/{user_id}/history", response_model=schemas.HistoryResponse, responses=not_found
+    )
+    def history(
+        user_id: IdPath,
+        limit: Annotated[int, Query(ge=1, le=schemas.MAX_K)] = 50,
+        variant: VariantQuery = None,
+    ) -> dict[str, Any]:
+        """The user's latest events, latest first: training history, then the clicks and
+        conversions received while serving (``live``); empty for an unknown user."""
+        return service.user_history(user_id, limit, variant)
+
+    @app.get("/variants", response_model=schemas.VariantsResponse)
+    def variants() -> dict[str, Any]:
+        """The served variants, their traffic shares and models."""
+        return service.variants()
 
     @app.get("/health", response_model=schemas.Health)
     async def health() -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from recstack.data import Histories
@@ -429,3 +430,141 @@ class ServedModel:
             "n_users": len(self._user_pos),
             "loaded_at": self.loaded_at,
         }
+
+
+# ---------------------------------------------------------------------------- catalog
+#: item feature columns holding categories (genres), in order of preference
+GENRE_COLUMNS = ("genres", "genre", "class", "category", "categories")
+#: title matches a search collects before ordering them (bounds one search's cost)
+SEARCH_SCAN = 2_000
+#: user ID prefix matches ordered shortest first ("1", "2", "10" before "100") up to this
+#: many; a larger range (a one-character prefix of a big user base) is taken in text order
+USER_SCAN = 10_000
+
+
+class Catalog:
+    """What the web page shows and searches of a served model: item titles and genres,
+    user IDs and their stored histories.
+
+    Built once per loaded model (a reload serves a new model, hence a new catalog), so a
+    title search scans one lower-cased string (C speed) and a user search is a binary
+    search, whatever the catalog size.
+
+    Parameters
+    ----------
+    served : ServedModel
+        Its model's item features give titles (:data:`recstack.explain.text.TITLE_COLUMNS`)
+        and genres (:data:`GENRE_COLUMNS`); without them items are shown and searched by ID.
+    """
+
+    def __init__(self, served: ServedModel) -> None:
+        from recstack.explain.text import item_labels, title_column
+
+        model = served.model
+        self.item_ids = served.item_ids
+        self._item_pos = served._item_pos
+        self._user_pos = served._user_pos
+        self._hist = served._hist
+        self._popularity = served.popularity
+        feats = model.item_features_
+        #: (n_items,) display titles (natural article order; the ID where empty), or None
+        self.titles: list[str] | None = (
+            item_labels(model).tolist() if title_column(feats) is not None else None
+        )
+        # genre cells, split when an item is shown (a search shows a few of a large catalog)
+        self._genres: np.ndarray | None = None
+        if feats is not None:
+            col = next((c for c in GENRE_COLUMNS if c in feats), None)
+            if col is not None:
+                self._genres = feats[col].to_numpy(dtype=object)
+        # one searchable string: lower-cased titles (else IDs), one per line
+        shown = self.titles if self.titles is not None else self.item_ids
+        lower = [t.lower().replace("\n", " ") for t in shown]
+        self._text = "\n".join(lower)
+        #: (n_items + 1,) offset of each item's line in the string
+        self._starts = np.concatenate([[0], np.cumsum([len(t) + 1 for t in lower])])
+        users = model.users_.ids.astype(np.dtypes.StringDType())
+        order = np.argsort(users, kind="stable")
+        self._users = users[order]  # sorted: a prefix is a contiguous range
+        self._user_events = np.diff(served._hist[0])[order]
+
+    def describe(self, index: Sequence[int]) -> list[dict[str, Any]]:
+        """``{"item", "title", "genres"}`` of catalog items (internal indices)."""
+        return [
+            {
+                "item": self.item_ids[i],
+                "title": None if self.titles is None else self.titles[i],
+                "genres": [] if self._genres is None else _genre_names(self._genres[i]),
+            }
+            for i in index
+        ]
+
+    @property
+    def has_genres(self) -> bool:
+        """The items have a genre-like feature (one of :data:`GENRE_COLUMNS`)."""
+        return self._genres is not None
+
+    def lookup(self, item_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """:meth:`describe` of the known items among external ``item_ids``, in order;
+        an unknown ID is shown with no title and no genres."""
+        pos = [self._item_pos.get(i, -1) for i in item_ids]
+        return [
+            self.describe([p])[0] if p >= 0 else {"item": i, "title": None, "genres": []}
+            for i, p in zip(item_ids, pos, strict=True)
+        ]
+
+    def search_items(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """Items whose title (ID without titles) contains ``query``, case-insensitive:
+        titles starting with it first, then the most popular; an empty query lists the
+        most popular items. At most :data:`SEARCH_SCAN` matches are ranked."""
+        q = " ".join(query.lower().split())  # no newline can match across titles
+        if not q:
+            return self.describe(np.argsort(-self._popularity, kind="stable")[:limit].tolist())
+        found: list[int] = []
+        prefix: list[bool] = []
+        text, starts = self._text, self._starts
+        pos = text.find(q)
+        while pos >= 0 and len(found) < SEARCH_SCAN:
+            i = int(np.searchsorted(starts, pos, side="right")) - 1
+            found.append(i)
+            prefix.append(pos == starts[i])
+            pos = text.find(q, int(starts[i + 1]))  # next title: one match per item
+        idx = np.array(found, dtype=np.int64)
+        order = np.lexsort((idx, -self._popularity[idx], ~np.array(prefix, dtype=bool)))
+        return self.describe(idx[order][:limit].tolist())
+
+    def search_users(self, prefix: str, limit: int) -> list[dict[str, Any]]:
+        """``{"user", "n_events"}`` of the users whose ID starts with ``prefix``
+        (case-sensitive, as IDs are): shortest IDs first, then in text order."""
+        lo = int(np.searchsorted(self._users, prefix, side="left"))
+        hi = int(np.searchsorted(self._users, prefix + "\U0010ffff", side="left"))
+        if hi - lo <= USER_SCAN:
+            ids = self._users[lo:hi]
+            pick = lo + np.lexsort((ids, np.strings.str_len(ids)))[:limit]
+        else:
+            pick = np.arange(lo, lo + limit)
+        return [
+            {"user": str(u), "n_events": int(n)}
+            for u, n in zip(self._users[pick], self._user_events[pick], strict=True)
+        ]
+
+    def stored_history(self, user_id: str) -> tuple[list[str], list[float]]:
+        """``user_id``'s training events (item IDs, times), oldest first; empty lists
+        for a user the model does not know."""
+        u = self._user_pos.get(user_id)
+        if u is None:
+            return [], []
+        indptr, items, _, times = self._hist
+        a, b = int(indptr[u]), int(indptr[u + 1])
+        return [self.item_ids[i] for i in items[a:b].tolist()], times[a:b].tolist()
+
+
+def _genre_names(cell: Any) -> list[str]:
+    """The genre names of one feature cell: a list as it is, a text split at ``|`` when it
+    has one (``Action|Sci-Fi``), else at spaces (``Action Sci-Fi``); none when missing."""
+    if isinstance(cell, list | tuple | np.ndarray):
+        return [str(g) for g in cell]
+    if cell is None or pd.isna(cell):
+        return []
+    text = str(cell)
+    return [g.strip() for g in text.split("|") if g.strip()] if "|" in text else text.split()

@@ -63,6 +63,12 @@ class RecommendRequest(_Strict):
         description="Who the list is for: chooses the A/B variant and is logged for the "
         "report. The posted history alone is scored.",
     )
+    variant: str | None = Field(
+        None,
+        max_length=64,
+        description="Serve this variant instead of the A/B assignment (demos, debugging); "
+        "the list is logged under it.",
+    )
 
 
 class ExplanationItem(BaseModel):
@@ -190,3 +196,50 @@ class Health(BaseModel):
 
 class Error(BaseModel):
     detail: str
+
+
+# ---------------------------------------------------------------------------- web page
+class ItemInfo(BaseModel):
+    item: str
+    title: str | None = Field(description="Null when the model has no item titles.")
+    genres: list[str] = Field(description="Empty when the model has no genre-like feature.")
+
+
+class ItemsResponse(BaseModel):
+    items: list[ItemInfo]
+
+
+class HistoryItem(ItemInfo):
+    timestamp: float
+    live: bool = Field(description="Received while serving (not in the training data).")
+
+
+class HistoryResponse(BaseModel):
+    user_id: str
+    variant: str = Field(description="Whose model's stored history and catalog are shown.")
+    known: bool = Field(description="The model has training events of this user.")
+    n_events: int = Field(description="Stored + live events (items holds the latest).")
+    items: list[HistoryItem] = Field(description="Latest first.")
+
+
+class UserInfo(BaseModel):
+    user: str
+    n_events: int = Field(description="Training events of the user.")
+
+
+class UsersResponse(BaseModel):
+    users: list[UserInfo]
+
+
+class VariantInfo(BaseModel):
+    name: str
+    traffic: float = Field(description="Percentage of users assigned to it.")
+    model: str
+    n_items: int
+    n_users: int
+    titles: bool = Field(description="Its items have titles.")
+    genres: bool = Field(description="Its items have genres.")
+
+
+class VariantsResponse(BaseModel):
+    variants: list[VariantInfo]
