@@ -254,7 +254,8 @@ class SequentialRecommender(Recommender):
     def _last_states(self, histories: Histories) -> torch.Tensor:
         """(n, D) float32 hidden states at the scored position (on the model's device)."""
         net = self._net
-        net.eval()
+        if net.training:  # a walk over every module: not on each request
+            net.eval()
         device = next(net.parameters()).device
         inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
         if self.trims_padding:
