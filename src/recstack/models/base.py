@@ -293,7 +293,7 @@ class Recommender:
         self, hist: Histories, k: int, exclude_seen: bool, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Score ``hist`` in memory-bounded batches and keep the top ``k`` of each row; an
-        empty history gets the popular items (:meth:`_popularity`)."""
+        empty history gets the popular items (:meth:`item_popularity`)."""
         step = batch_rows(self.n_items)
         parts = []
         for start in range(0, len(hist), step):
@@ -302,19 +302,18 @@ class Recommender:
             scores = self.score(h)
             empty = h.lengths == 0
             if empty.any():  # nothing to personalize from: the popular items
-                scores[empty] = self._popularity()
+                scores[empty] = self.item_popularity()
             parts.append(topk(scores, k, exclude=exclude, allowed=allowed))
         if not parts:
             return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _popularity(self) -> np.ndarray:
+    def item_popularity(self) -> np.ndarray:
         """Distinct users per item in the stored training histories, (n_items,) float32:
-        what a history without events is ranked by."""
-        h = self.history_
-        pairs = np.unique(np.repeat(np.arange(len(h), dtype=np.int64), h.lengths) * self.n_items
-                          + h.items)  # fmt: skip
-        return np.bincount(pairs % self.n_items, minlength=self.n_items).astype(np.float32)
+        what a history without events is ranked by (here and in the service)."""
+        self._check_fitted()
+        users = self.history_.to_csr()  # one entry per (user, item) pair
+        return np.bincount(users.indices, minlength=self.n_items).astype(np.float32)
 
     # ------------------------------------------------------------------ retrieval form
     def retrieval_items(self) -> np.ndarray | None:

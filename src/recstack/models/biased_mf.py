@@ -434,7 +434,12 @@ class BiasedMF(Recommender):
         return bias, factors
 
     def _score(self, histories: Histories) -> np.ndarray:
-        return self.retrieval_queries(histories) @ self.retrieval_items().T
+        # the dot-product form below, without building its (n_items, k + 2) item matrix
+        bias, factors = self._fold_in(histories.to_csr())
+        scores = factors @ self.item_factors_.T  # (n, n_items)
+        scores += self.item_bias_
+        scores += (bias + np.float32(self.global_mean_))[:, None]
+        return scores
 
     def retrieval_items(self) -> np.ndarray:
         """``[q_i, b_i, 1]``: against the queries ``[p_u, 1, mu + b_u]``."""

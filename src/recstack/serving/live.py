@@ -223,9 +223,9 @@ class ServedModel:
         hist = model.history_
         self._hist = (hist.indptr, hist.items, hist.values, hist.times)
         # the fallback: distinct users per item in the stored history, most first (ties by
-        # index, as top-K orders them)
+        # index, as top-K orders them), as the model's own recommend ranks an empty history
         x = hist.to_csr()
-        self.popularity = np.bincount(x.indices, minlength=self.n_items).astype(np.float32)
+        self.popularity = model.item_popularity()
         self._pop_order = np.argsort(-self.popularity, kind="stable").astype(np.int32)
         self._pop_rank = np.empty(self.n_items, dtype=np.int64)
         self._pop_rank[self._pop_order] = np.arange(1, self.n_items + 1)
