@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conformance import RecommenderConformance, planted_data
+from conformance import planted_data
 from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError
 from recstack.models import Recommender
 from recstack.models.als_text import ALSText
-from test_content import category_data, with_text
+from test_content import TextConformance, category_data, with_text
 
 pytest.importorskip("sklearn")
 
@@ -26,19 +26,9 @@ def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECSTACK_CACHE", str(tmp_path / "cache"))
 
 
-class TestALSText(RecommenderConformance):
+class TestALSText(TextConformance):
     def make_model(self) -> Recommender:
         return ALSText(solver="cholesky", **FAST)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def data(cls) -> Interactions:
-        return with_text(planted_data(), 4)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def other_data(cls) -> Interactions:
-        return with_text(planted_data(n_users=45, n_items=30, n_blocks=3, seed=1), 3, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -50,9 +50,8 @@ def with_text(data: Interactions, n_blocks: int, seed: int = 0) -> Interactions:
     )  # fmt: skip
 
 
-class TestContentKNN(RecommenderConformance):
-    def make_model(self) -> Recommender:
-        return ContentKNN(encoder="tfidf", half_life=4.0)
+class TextConformance(RecommenderConformance):
+    """The conformance suite on planted data whose items have text (models that read it)."""
 
     @pytest.fixture(scope="class")
     @classmethod
@@ -63,6 +62,11 @@ class TestContentKNN(RecommenderConformance):
     @classmethod
     def other_data(cls) -> Interactions:
         return with_text(planted_data(n_users=45, n_items=30, n_blocks=3, seed=1), 3, seed=1)
+
+
+class TestContentKNN(TextConformance):
+    def make_model(self) -> Recommender:
+        return ContentKNN(encoder="tfidf", half_life=4.0)
 
 
 def category_data(

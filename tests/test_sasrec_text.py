@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conformance import RecommenderConformance, planted_data
+from conformance import planted_data
 from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError, DataError
 from recstack.models import Recommender
-from test_content import category_data, with_text
+from test_content import TextConformance, category_data
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
@@ -30,19 +30,9 @@ def cache_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECSTACK_CACHE", str(tmp_path / "cache"))
 
 
-class TestSASRecText(RecommenderConformance):
+class TestSASRecText(TextConformance):
     def make_model(self) -> Recommender:
         return SASRecText(encoder="tfidf", max_len=10, **FAST)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def data(cls) -> Interactions:
-        return with_text(planted_data(), 4)
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def other_data(cls) -> Interactions:
-        return with_text(planted_data(n_users=45, n_items=30, n_blocks=3, seed=1), 3, seed=1)
 
 
 def cold_catalog(seed: int = 0) -> tuple[Interactions, pd.DataFrame, dict[str, str]]:
