@@ -11,7 +11,9 @@ request) on ML-100K, and ``als-1m``: ALS on a synthetic shop of 1M items (served
 the faiss IVF index, ``--ann-from``).
 
 Run: ``python benchmarks/bench_serve.py [--models ease,sasrec,als-1m] [--seconds 60]
-[--connections 16] [--workers 1]``. wrk and the server share the 2 cores.
+[--connections 16] [--workers 1] [--max-batch 1,64] [--skip-events]``. wrk and the server
+share the 2 cores. Several ``--max-batch`` values serve the same saved model in turn, so
+micro-batching's effect is a ratio within one run.
 """
 
 from __future__ import annotations
@@ -120,10 +122,13 @@ def wrk(url: str, script: Path, seconds: int, connections: int) -> dict[str, flo
     return res
 
 
-def serve(path: Path, workers: int, db: str, ann_from: int) -> tuple[subprocess.Popen, str]:
+def serve(
+    path: Path, workers: int, db: str, ann_from: int, max_batch: int
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "recstack", "serve", "--model", str(path), "--db", db]
     cmd += ["--port", str(port), "--workers", str(workers), "--ann-from", str(ann_from)]
+    cmd += ["--max-batch", str(max_batch)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     wait_ready(url, proc)
@@ -137,6 +142,12 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--batch", type=int, default=500, help="events per POST /events")
+    ap.add_argument(
+        "--max-batch",
+        default="64",
+        help="serve --max-batch values to compare, e.g. 1,64 (1: no micro-batching)",
+    )
+    ap.add_argument("--skip-events", action="store_true", help="only GET /recommend")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -147,24 +158,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             path, users, item = train(name, Path(tmp))
-            db = f"sqlite:///{tmp}/{name}-events.db"
-            proc, url = serve(path, args.workers, db, ann_from=100_000)
-            try:
-                script = Path(tmp) / "rec.lua"
-                script.write_text(LUA_RECOMMEND % ",".join(json.dumps(u) for u in users))
-                wrk(url, script, 5, args.connections)  # warm-up
-                res = wrk(url, script, args.seconds, args.connections)
-                rows.append((f"{name} GET /recommend k=10", res))
-                print(f"  {rows[-1]}", flush=True)
-                ev = Path(tmp) / "events.lua"
-                ev.write_text(LUA_EVENTS % (args.batch, name, item))
-                res = wrk(url, ev, min(args.seconds, 20), 4)
-                res["events/s"] = res["req/s"] * args.batch
-                rows.append((f"{name} POST /events x{args.batch}", res))
-                print(f"  {rows[-1]}", flush=True)
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
+            for max_batch in (int(b) for b in args.max_batch.split(",")):
+                label = f"{name} max-batch {max_batch}"
+                db = f"sqlite:///{tmp}/{name}-{max_batch}-events.db"
+                proc, url = serve(path, args.workers, db, 100_000, max_batch)
+                try:
+                    script = Path(tmp) / "rec.lua"
+                    script.write_text(LUA_RECOMMEND % ",".join(json.dumps(u) for u in users))
+                    wrk(url, script, 5, args.connections)  # warm-up
+                    res = wrk(url, script, args.seconds, args.connections)
+                    rows.append((f"{label} GET /recommend k=10", res))
+                    print(f"  {rows[-1]}", flush=True)
+                    if not args.skip_events:
+                        ev = Path(tmp) / "events.lua"
+                        ev.write_text(LUA_EVENTS % (args.batch, name, item))
+                        res = wrk(url, ev, min(args.seconds, 20), 4)
+                        res["events/s"] = res["req/s"] * args.batch
+                        rows.append((f"{label} POST /events x{args.batch}", res))
+                        print(f"  {rows[-1]}", flush=True)
+                finally:
+                    proc.send_signal(signal.SIGTERM)
+                    proc.wait(30)
     print("\n| run | req/s | p50 ms | p90 ms | p99 ms | errors | events/s |")
     print("|---|---|---|---|---|---|---|")
     for label, r in rows:

@@ -412,6 +412,23 @@ class RecommenderConformance:
             fitted.recommend(histories=new, k=10), loaded.recommend(histories=new, k=10)
         )
 
+    def test_optimize_inference_keeps_the_scores(
+        self, fitted: Recommender, data: Interactions, tmp_path: Path
+    ) -> None:
+        """A service calls optimize_inference() once after loading: same scores after,
+        and a torch sequence model really switches to its traced network."""
+        served = Recommender.load(fitted.save(tmp_path / "model"))
+        changed = served.optimize_inference()
+        assert isinstance(changed, bool)
+        if hasattr(fitted, "_net"):
+            assert changed
+        hist = data.histories()
+        np.testing.assert_allclose(served.score(hist), fitted.score(hist), rtol=1e-4, atol=1e-5)
+        anonymous = Histories.from_lists([[0, 3, 5]], n_items=fitted.n_items)
+        np.testing.assert_allclose(
+            served.score(anonymous), fitted.score(anonymous), rtol=1e-4, atol=1e-5
+        )
+
     def test_saved_model_has_no_pickle(self, fitted: Recommender, tmp_path: Path) -> None:
         path = fitted.save(tmp_path / "model")
         files = [p for p in path.rglob("*") if p.is_file()]

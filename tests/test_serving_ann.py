@@ -19,7 +19,8 @@ pytest.importorskip("faiss")
 from fastapi.testclient import TestClient
 
 from recstack.serving import ServeConfig, create_app
-from recstack.serving.live import INDEX_FILE, IndexRanker, ServedModel
+from recstack.serving.live import ServedModel
+from recstack.serving.rankers import INDEX_FILE, IndexRanker
 
 
 @pytest.fixture(scope="module")

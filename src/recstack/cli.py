@@ -768,6 +768,13 @@ def serve_cmd(
             help="Catalog size from which dot-product models search a faiss index.",
         ),
     ] = 100_000,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            help="The most concurrent requests scored in one call (1: each alone).",
+        ),
+    ] = 64,
 ) -> None:
     """Serve recommendations over HTTP (FastAPI on uvicorn; OpenAPI at /docs): live history
     updates from POST /events, A/B variants with sticky assignment, and their report."""
@@ -802,6 +809,7 @@ def serve_cmd(
         salt=salt,
         admin_token=admin_token,
         ann_from=ann_from,
+        max_batch=max_batch,
         # several workers: each reads the events the others stored
         sync_seconds=1.0 if workers > 1 else 0.0,
     )

@@ -125,6 +125,33 @@ class Histories:
         )
 
     @classmethod
+    def stack(cls, parts: Sequence[Histories]) -> Histories:
+        """One batch of every row of ``parts``, in order (all over the same catalog).
+
+        ``users`` is kept when every part has it (else None)."""
+        if not parts:
+            raise ValueError("Histories.stack needs at least one batch")
+        n_items = parts[0].n_items
+        if any(p.n_items != n_items for p in parts):
+            raise ValueError("Histories.stack: the batches index different catalogs")
+        lengths = np.concatenate([p.lengths for p in parts])
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        users = (
+            np.concatenate([p.users for p in parts])
+            if all(p.users is not None for p in parts)
+            else None
+        )
+        return cls(
+            indptr,
+            np.concatenate([p.items for p in parts]),
+            np.concatenate([p.values for p in parts]),
+            np.concatenate([p.times for p in parts]),
+            n_items,
+            users,
+        )
+
+    @classmethod
     def from_lists(
         cls,
         items: Sequence[Sequence[int]] | Sequence[np.ndarray],

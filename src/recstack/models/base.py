@@ -308,6 +308,15 @@ class Recommender:
             return np.zeros((0, k), np.int32), np.zeros((0, k), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
+    def optimize_inference(self) -> bool:
+        """Prepare for many scoring calls (a service does this once after loading).
+
+        Models with a faster inference form switch to it here (the neural sequence models
+        trace their network with TorchScript); scores do not change. Returns whether
+        anything changed; the default does nothing."""
+        self._check_fitted()
+        return False
+
     def item_popularity(self) -> np.ndarray:
         """Distinct users per item in the stored training histories, (n_items,) float32:
         what a history without events is ranked by (here and in the service)."""

@@ -341,6 +341,11 @@ class Blend(Recommender):
         return mix([p[0] for p in parts], [p[1] for p in parts], self.weights_[active])
 
     # ------------------------------------------------------------------ cold items
+    def optimize_inference(self) -> bool:
+        """Each sub-model's :meth:`~Recommender.optimize_inference`; whether any changed."""
+        self._check_fitted()
+        return any([m.optimize_inference() for m in self.models_])  # every one, no short cut
+
     def add_items(self, item_features: pd.DataFrame) -> Blend:
         """Add new items to every sub-model (each from its item features, e.g. text),
         without retraining; all sub-models must have ``add_items``.

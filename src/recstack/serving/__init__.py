@@ -18,6 +18,7 @@ from recstack.errors import require
 
 if TYPE_CHECKING:
     from recstack.serving.app import create_app
+    from recstack.serving.batching import MicroBatcher
     from recstack.serving.config import ServeConfig
     from recstack.serving.experiment import (
         Experiment,
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
         two_proportion_test,
         wilson,
     )
-    from recstack.serving.live import ExactRanker, LiveHistories, Ranker, ServedModel
+    from recstack.serving.live import LiveHistories, ServedModel
+    from recstack.serving.rankers import ExactRanker, IndexRanker, Ranker
     from recstack.serving.store import (
         Event,
         EventStore,
@@ -46,9 +48,11 @@ _HOME = {
     "experiment_report": "experiment",
     "two_proportion_test": "experiment",
     "wilson": "experiment",
-    "ExactRanker": "live",
+    "MicroBatcher": "batching",
+    "ExactRanker": "rankers",
+    "IndexRanker": "rankers",
     "LiveHistories": "live",
-    "Ranker": "live",
+    "Ranker": "rankers",
     "ServedModel": "live",
     "Event": "store",
     "EventStore": "store",
@@ -63,7 +67,9 @@ __all__ = [
     "EventStore",
     "ExactRanker",
     "Experiment",
+    "IndexRanker",
     "LiveHistories",
+    "MicroBatcher",
     "PostgresStore",
     "Ranker",
     "SQLiteStore",

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: latency histogram buckets, seconds: fine below the 20 ms target, coarse above
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class Metrics:
@@ -56,6 +57,12 @@ class Metrics:
             "recstack_recommendations",
             "Lists served by variant and whether the popularity fallback answered.",
             ["variant", "fallback"],
+            registry=reg,
+        )
+        self.batch_size = Histogram(
+            "recstack_score_batch_size",
+            "Requests scored together in one micro-batch.",
+            buckets=BATCH_BUCKETS,
             registry=reg,
         )
         if multiproc:

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC
 from functools import partial
@@ -96,12 +96,12 @@ class Service:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.experiment = Experiment(config.shares, config.salt)
+        self.metrics = Metrics()
         self.store = open_store(config.db)  # first: a bad URL fails before any loading
         try:
             #: variant -> served model; replaced as a whole on reload (one reference swap)
             self.models: dict[str, ServedModel] = {
-                name: ServedModel.load(path, candidates=config.candidates, ann_from=config.ann_from)
-                for name, path in config.variants.items()
+                name: self._load(path) for name, path in config.variants.items()
             }
         except BaseException:
             self.store.close()
@@ -109,7 +109,6 @@ class Service:
         self.live = LiveHistories()
         self.live.sync(self.store, since=config.history_since)
         self.request_log = RequestLogBuffer(self.store)
-        self.metrics = Metrics()
         self._reload_lock = threading.Lock()
         #: the page's catalog of each served model, built on first use; a model swapped
         #: out by a reload takes its catalog with it
@@ -119,6 +118,16 @@ class Service:
         self._catalog_lock = threading.Lock()
         self._stop = threading.Event()
         self._syncer: threading.Thread | None = None
+
+    def _load(self, path: str | Path) -> ServedModel:
+        config = self.config
+        return ServedModel.load(
+            path,
+            candidates=config.candidates,
+            ann_from=config.ann_from,
+            max_batch=config.max_batch,
+            on_batch=self.metrics.batch_size.observe,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -148,7 +157,7 @@ class Service:
             self.store.close()
 
     # ------------------------------------------------------------------ recommending
-    def recommend(
+    async def recommend(
         self,
         key: str,
         user_id: str | None,
@@ -161,7 +170,7 @@ class Service:
     ) -> dict[str, Any]:
         """The response of a list: for ``user_id``'s stored + live history, or for a
         posted ``history`` (scored alone). ``variant`` serves that variant, else ``key``
-        chooses one."""
+        chooses one. Concurrent requests to one variant are scored in micro-batches."""
         request_id = uuid.uuid4().hex
         where = "query" if history is None else "body"
         models = self.models  # one reference: a reload swaps the whole dict
@@ -173,11 +182,11 @@ class Service:
         rerank = rerank or None  # `rerank=` (empty) is no re-ranker
         if history is None and user_id is not None:
             items, times = self.live.get(user_id)
-            call = partial(served.recommend, user_id, items, times)
+            call = partial(served.recommend_async, user_id, items, times)
         else:
-            call = partial(served.recommend, None, history or [])
+            call = partial(served.recommend_async, None, history or [])
         try:
-            result = call(k=k, exclude_seen=exclude_seen, explain=explain, rerank=rerank)
+            result = await call(k=k, exclude_seen=exclude_seen, explain=explain, rerank=rerank)
         except ConfigError as exc:  # a bad or unusable re-ranker spec
             raise _invalid((where, "rerank"), str(exc), rerank) from None
         self.request_log.put(RequestLog(request_id, variant, user_id, result.items))
@@ -260,9 +269,7 @@ class Service:
                 raise _invalid(("body", "model_dir"), "the variant has no model directory", None)
             t0 = time.perf_counter()
             try:
-                served = ServedModel.load(
-                    path, candidates=self.config.candidates, ann_from=self.config.ann_from
-                )
+                served = self._load(path)
             except (RecstackError, OSError) as exc:
                 raise _invalid(("body", "model_dir"), f"cannot load {path}: {exc}", None) from None
             self.models = {**self.models, variant: served}
@@ -356,12 +363,6 @@ def create_app(config: ServeConfig) -> FastAPI:
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    async def run(fn: Callable[[], dict[str, Any]], offload: bool) -> JSONResponse:
-        # the plain path (one scoring call, ~1 ms) runs inline: a thread hop costs more;
-        # explanations and re-rankers can take longer and go to the thread pool
-        body = await run_in_threadpool(fn) if offload else fn()
-        return JSONResponse(body)
-
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Error}}
 
     @app.get("/recommend/{user_id}", response_model=schemas.RecommendResponse)
@@ -377,20 +378,20 @@ def create_app(config: ServeConfig) -> FastAPI:
         ] = None,
     ) -> JSONResponse:
         """Top-k for a user: stored history + live events; popularity for an unknown user."""
-        fn = partial(
-            service.recommend, user_id, user_id, None, k, exclude_seen, explain, rerank, variant
+        body = await service.recommend(
+            user_id, user_id, None, k, exclude_seen, explain, rerank, variant
         )
-        return await run(fn, offload=explain or bool(rerank))
+        return JSONResponse(body)
 
     @app.post("/recommend", response_model=schemas.RecommendResponse)
     async def recommend_history(body: schemas.RecommendRequest) -> JSONResponse:
         """Top-k for a posted history (new or anonymous users)."""
         key = body.user_id if body.user_id is not None else uuid.uuid4().hex
-        fn = partial(
-            service.recommend, key, body.user_id, body.history, body.k,
+        answer = await service.recommend(
+            key, body.user_id, body.history, body.k,
             body.exclude_seen, body.explain, body.rerank, body.variant,
         )  # fmt: skip
-        return await run(fn, offload=body.explain or bool(body.rerank))
+        return JSONResponse(answer)
 
     @app.get("/similar/{item_id}", response_model=schemas.SimilarResponse, responses=not_found)
     async def similar(

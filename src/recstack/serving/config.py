@@ -55,6 +55,9 @@ class ServeConfig:
     ann_from : int
         Catalog size from which a model with a dot-product form is served through an
         approximate item index (faiss IVF) instead of scoring every item.
+    max_batch : int
+        The most concurrent requests scored in one call (micro-batching); 1 scores each
+        request alone.
     """
 
     variants: Mapping[str, str]
@@ -67,6 +70,7 @@ class ServeConfig:
     sync_seconds: float = 0.0
     history_since: float | None = None
     ann_from: int = 100_000
+    max_batch: int = 64
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -96,6 +100,7 @@ class ServeConfig:
         _check_int("candidates", self.candidates, 1)
         _check_int("max_body_bytes", self.max_body_bytes, 1)
         _check_int("ann_from", self.ann_from, 1)
+        _check_int("max_batch", self.max_batch, 1)
         if isinstance(self.sync_seconds, bool) or not (
             isinstance(self.sync_seconds, int | float) and 0 <= self.sync_seconds < math.inf
         ):

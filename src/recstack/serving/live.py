@@ -13,23 +13,26 @@ one scores the whole catalog; an approximate index can take its place for large 
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recstack.data import Histories
-from recstack.errors import ConfigError, DataError
+from recstack.errors import ConfigError
 from recstack.models.base import Recommender
-from recstack.ranking import ItemIndex, topk
+from recstack.ranking import topk
 from recstack.ranking.rerank import ItemSimilarity, Reranker, parse_rerank, unit_rows
+from recstack.serving.batching import MAX_BATCH, MicroBatcher
+from recstack.serving.rankers import ExactRanker, Ranker, RankRequest, index_ranker, rank_batch
 from recstack.serving.store import HISTORY_TYPES, Event, EventStore, StoredEvent
 
 #: the most events of a history (stored + live) a request scores: the latest are kept
@@ -101,79 +104,6 @@ class LiveHistories:
         return len(self._applied)
 
 
-# ---------------------------------------------------------------------------- ranking
-class Ranker(Protocol):
-    """The scoring path of one history: the best ``n`` items and their scores.
-
-    ``exclude`` holds internal item indices never to return (the history, when seen items
-    are excluded). The exact ranker scores the whole catalog; an index over the model's
-    item vectors can answer the same call approximately."""
-
-    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(index, scores)``, each shape (n,), best first; index ``-1`` pads."""
-        ...
-
-
-class ExactRanker:
-    """Scores every catalog item with the model and keeps the top ``n`` (numba heap)."""
-
-    def __init__(self, model: Recommender) -> None:
-        self.model = model
-        self.n_items = model.n_items
-
-    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.model.score(hist)  # a fresh array, ours to mask
-        scores[0, exclude] = -np.inf  # cheaper than an exclusion matrix for one row
-        index, top = topk(scores, n)
-        return index[0], top[0]
-
-
-class IndexRanker:
-    """Searches an :class:`~recstack.ranking.ItemIndex` over the model's dot-product form
-    (large catalogs): one query vector per history instead of the whole catalog's scores.
-    The history's items are excluded inside the search."""
-
-    def __init__(self, model: Recommender, index: ItemIndex) -> None:
-        self.model = model
-        self.index = index
-        self.n_items = model.n_items
-
-    def rank(self, hist: Histories, n: int, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        query = self.model.retrieval_queries(hist)
-        ex = np.unique(exclude)
-        rows = sp.csr_matrix(
-            (np.ones(len(ex), np.float32), ex, [0, len(ex)]), shape=(1, self.n_items)
-        )
-        index, top = self.index.search(query, n, exclude=rows)
-        return index[0], top[0]
-
-
-#: the file beside a saved model that caches its item index (faiss's binary format)
-INDEX_FILE = "items.faiss"
-
-
-def index_ranker(model: Recommender, path: Path | None, ann_from: int) -> IndexRanker | None:
-    """An :class:`IndexRanker` for a model with a dot-product form and at least
-    ``ann_from`` items, else None. The index is read from ``path / INDEX_FILE`` when it
-    is there for the same catalog size, and built (then written there) otherwise."""
-    items = model.retrieval_items()
-    if items is None or model.n_items < ann_from:
-        return None
-    file = path / INDEX_FILE if path is not None else None
-    index = None
-    if file is not None and file.is_file():
-        try:
-            index = ItemIndex.load(file, items)
-        except DataError:  # another catalog: rebuild
-            index = None
-    if index is None:
-        index = ItemIndex(items, kind="ivf")
-        if file is not None:
-            with contextlib.suppress(OSError):  # a read-only model directory: no cache
-                index.save(file)
-    return IndexRanker(model, index)
-
-
 # ---------------------------------------------------------------------------- served model
 @dataclass(frozen=True)
 class Served:
@@ -185,6 +115,18 @@ class Served:
     explanations: list[dict[str, Any]] | None = None
     #: history item IDs the model does not know (left out of the history)
     unknown_items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class _Plan:
+    """A request's steps before and after ranking."""
+
+    hist: Histories
+    k: int
+    n: int  # candidates ranked (more than k for a re-ranker)
+    request: RankRequest | None  # None: an empty history, answered by popularity
+    reranker: Reranker | None
+    unknown: tuple[str, ...]
 
 
 class ServedModel:
@@ -200,6 +142,10 @@ class ServedModel:
         The scoring path (default: :class:`ExactRanker`).
     candidates : int
         Items a re-ranker chooses from (at least ``k``).
+    max_batch : int
+        The most concurrent requests :meth:`recommend_async` scores in one call.
+    on_batch : callable, optional
+        Called with the size of each micro-batch.
     """
 
     def __init__(
@@ -208,11 +154,14 @@ class ServedModel:
         path: Path | None = None,
         ranker: Ranker | None = None,
         candidates: int = 100,
+        max_batch: int = MAX_BATCH,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         model._check_fitted()
         self.model = model
         self.path = path
         self.ranker: Ranker = ranker or ExactRanker(model)
+        self.batcher = MicroBatcher(self.ranker, max_batch, on_batch)
         self.candidates = candidates
         #: unix time the model was made ready (a reload changes it)
         self.loaded_at = time.time()
@@ -234,26 +183,33 @@ class ServedModel:
         self._similarity: ItemSimilarity | None = None
         self._item_unit: sp.csr_matrix | None = None
         self._lock = threading.Lock()
+        #: whether :meth:`warm_up` switched the model to a faster inference form
+        self.optimized = False
         self._native_similar = (
             type(model).similar_items is not Recommender.similar_items
             or model.item_vectors() is not None
         )
 
     @classmethod
-    def load(cls, path: str | Path, candidates: int = 100, ann_from: int = 100_000) -> ServedModel:
+    def load(
+        cls, path: str | Path, candidates: int = 100, ann_from: int = 100_000, **options: Any
+    ) -> ServedModel:
         """Load a saved model and warm it up (one scoring call compiles its kernels).
 
         A model with a dot-product form and at least ``ann_from`` items is served through
-        an approximate item index (:func:`index_ranker`)."""
+        an approximate item index (:func:`index_ranker`). ``options`` go to the
+        constructor (``max_batch``, ``on_batch``)."""
         path = Path(path)
         model = Recommender.load(path)
         ranker = index_ranker(model, path, ann_from)
-        served = cls(model, path, ranker=ranker, candidates=candidates)
+        served = cls(model, path, ranker=ranker, candidates=candidates, **options)
         served.warm_up()
         return served
 
     def warm_up(self) -> None:
-        """Answer one request, so the first real one does not pay for compilation."""
+        """Switch the model to its inference form (:meth:`Recommender.optimize_inference`)
+        and answer one request, so the first real one does not pay for compilation."""
+        self.optimized = self.model.optimize_inference()
         if self.n_items:
             self.recommend(None, [self.item_ids[int(self._pop_order[0])]], k=1)
 
@@ -312,18 +268,62 @@ class ServedModel:
         ConfigError
             A bad re-ranker spec, or one that needs item categories the model lacks.
         """
+        plan = self._plan(user_id, items, times, k, exclude_seen, rerank)
+        ranked = rank_batch(self.ranker, [plan.request]) if plan.request else [self._popular(plan)]
+        return self._finish(plan, *ranked[0], explain)
+
+    async def recommend_async(
+        self,
+        user_id: str | None,
+        items: Sequence[str] = (),
+        times: Sequence[float] | None = None,
+        *,
+        k: int = 10,
+        exclude_seen: bool = True,
+        explain: bool = False,
+        rerank: str | None = None,
+    ) -> Served:
+        """:meth:`recommend` from a coroutine: the scoring is micro-batched with concurrent
+        requests (:class:`MicroBatcher`) and runs, like explanations and re-ranking, in a
+        worker thread; the event loop only does the cheap steps."""
+        plan = self._plan(user_id, items, times, k, exclude_seen, rerank)
+        if plan.request is None:
+            index, scores = self._popular(plan)
+        else:
+            index, scores = await self.batcher.rank(plan.request)
+        if explain or plan.reranker is not None:
+            loop = asyncio.get_running_loop()
+            call = partial(self._finish, plan, index, scores, explain)
+            return await loop.run_in_executor(None, call)
+        return self._finish(plan, index, scores, explain)
+
+    def _plan(
+        self,
+        user_id: str | None,
+        items: Sequence[str],
+        times: Sequence[float] | None,
+        k: int,
+        exclude_seen: bool,
+        rerank: str | None,
+    ) -> _Plan:
         reranker = self.reranker(rerank) if rerank else None
         hist, unknown = self.history(user_id, items, times)
         n = max(k, self.candidates) if reranker is not None else k
-        fallback = len(hist.items) == 0
-        if fallback:
-            index = self._pop_order[:n]
-            scores = self.popularity[index]
-        else:
+        request = None
+        if len(hist.items):
             exclude = hist.items if exclude_seen else hist.items[:0]
-            index, scores = self.ranker.rank(hist, n, exclude)
-        if reranker is not None:
-            pos = reranker.rerank(index[None, :], scores[None, :], k, histories=hist)[0]
+            request = RankRequest(hist, n, exclude)
+        return _Plan(hist, k, n, request, reranker, tuple(unknown))
+
+    def _popular(self, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
+        index = self._pop_order[: plan.n]
+        return index, self.popularity[index]
+
+    def _finish(self, plan: _Plan, index: np.ndarray, scores: np.ndarray, explain: bool) -> Served:
+        """Re-rank, cut to ``k``, explain: the answer from a ranked candidate list."""
+        hist, k, fallback = plan.hist, plan.k, plan.request is None
+        if plan.reranker is not None:
+            pos = plan.reranker.rerank(index[None, :], scores[None, :], k, histories=hist)[0]
             pos = pos[pos >= 0]
             index, scores = index[pos], scores[pos]
         keep = index >= 0
@@ -342,7 +342,7 @@ class ServedModel:
             finite.tolist(),
             fallback,
             explanations,
-            tuple(unknown),
+            plan.unknown,
         )
 
     def _explain(self, hist: Histories, index: np.ndarray, scores: np.ndarray) -> list[Any]:
@@ -429,6 +429,7 @@ class ServedModel:
             "n_items": self.n_items,
             "n_users": len(self._user_pos),
             "loaded_at": self.loaded_at,
+            "optimized": self.optimized,
         }
 
 

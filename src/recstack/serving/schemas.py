@@ -177,6 +177,9 @@ class ModelInfo(BaseModel):
     n_items: int
     n_users: int
     loaded_at: float
+    optimized: bool = Field(
+        description="Whether the model runs its faster inference form (a traced network)."
+    )
 
 
 class ReloadResponse(BaseModel):
