@@ -22,6 +22,7 @@ import pandas as pd
 
 from _protocol import ML100K, machine, peer_split
 from bench_text import markdown
+from recstack.cli import parse_params
 from recstack.data import Interactions, Split, load_dataset
 from recstack.evaluation import cold_item_table, evaluate
 from recstack.models import ALS, ContentKNN
@@ -98,7 +99,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    params = {k: eval(v) for k, v in (p.split("=", 1) for p in args.param)}
+    params = parse_params(args.param)  # the CLI's --param KEY=VALUE
     print(machine(), f"| torch {torch.__version__} ({args.threads} threads)", params)
     data = load_dataset(ML100K)
     assert isinstance(data, Interactions) and data.item_features is not None

@@ -168,13 +168,16 @@ def test_max_batch_must_be_positive(model: EASE) -> None:
 
 
 # ---------------------------------------------------------------------------- the service
+@pytest.mark.parametrize("max_batch", [64, 1])
 def test_concurrent_requests_get_their_own_lists(
-    model: EASE, data: Interactions, tmp_path: Path
+    model: EASE, data: Interactions, tmp_path: Path, max_batch: int
 ) -> None:
     """Concurrent GET /recommend through the app: the same lists as one at a time, scored
-    in fewer calls than requests (the batch-size histogram in /metrics says so)."""
+    in fewer calls than requests (the batch-size histogram in /metrics says so); with
+    ``max_batch=1`` each alone, and no batch at all."""
     model_dir = model.save(tmp_path / "ease")
-    config = ServeConfig.single(model_dir, db=f"sqlite:///{tmp_path / 'events.db'}")
+    db = f"sqlite:///{tmp_path / 'events.db'}"
+    config = ServeConfig.single(model_dir, db=db, max_batch=max_batch)
     app = create_app(config)
     users = [str(u) for u in data.users.ids[:20]]
 
@@ -201,6 +204,9 @@ def test_concurrent_requests_get_their_own_lists(
         line = next(x for x in metrics.splitlines() if x.startswith(name + " "))
         return float(line.split()[-1])
 
+    if max_batch == 1:
+        assert value("recstack_score_batch_size_count") == 0
+        return
     # 20 alone + 20 together were scored; the 20 together in fewer calls
     assert value("recstack_score_batch_size_sum") == 40
     assert value("recstack_score_batch_size_count") < 40

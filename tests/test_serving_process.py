@@ -5,6 +5,7 @@ And `recstack report-experiment` against the same database."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sqlite3
@@ -42,16 +43,17 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Server:
     """`python -m recstack serve` in a subprocess, ready once /health answers."""
 
-    def __init__(self, model_dir: Path, db: str, cwd: Path) -> None:
+    def __init__(self, model_dir: Path, db: str, cwd: Path, *options: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (cwd / f"server-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "recstack", "serve", "--model", str(model_dir),
-             "--db", db, "--port", str(self.port)],
+             "--db", db, "--port", str(self.port), *options],
             cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: workers die with it
         )  # fmt: skip
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -66,7 +68,7 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
         self.log.close()
 
@@ -115,7 +117,7 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_event(
     deadline = time.monotonic() + 60
     while len(acked) < 30 * BATCH and time.monotonic() < deadline:
         time.sleep(0.01)
-    server.proc.send_signal(signal.SIGKILL)  # mid-ingestion: the poster is still posting
+    os.killpg(server.proc.pid, signal.SIGKILL)  # mid-ingestion: the poster is still posting
     server.proc.wait(timeout=30)
     stop.set()
     poster.join(timeout=30)
@@ -158,6 +160,36 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_event(
     assert via_http["variants"][0]["impressions"] == 4 and via_http["variants"][0]["ctr"] == 0.25
     table = CliRunner().invoke(cli.app, ["report-experiment", "--db", db])
     assert table.exit_code == 0 and "0.2500 [" in table.stdout
+
+
+@pytest.mark.slow  # one server start with two workers, ~10 s
+def test_two_workers_share_events_and_metrics(
+    model_dir: Path, tmp_path: Path, servers: list[Server]
+) -> None:
+    """`--workers 2`: an event one worker stores reaches the other's live histories (they
+    read the shared store every second), and /metrics sums both workers."""
+    server = Server(model_dir, f"sqlite:///{tmp_path / 'events.db'}", tmp_path, "--workers", "2")
+    servers.append(server)
+
+    def top(user: str) -> list[str]:  # a new connection each time: either worker answers
+        r = httpx.get(f"{server.url}/recommend/{user}", params={"k": 3}, timeout=10)
+        assert r.status_code == 200, r.text
+        return [x["item"] for x in r.json()["items"]]
+
+    first = top("u1")[0]
+    assert all(top("u1")[0] == first for _ in range(10))
+    event = {"event_id": "e1", "user_id": "u1", "item_id": first, "type": "click", "timestamp": 2e9}
+    assert httpx.post(f"{server.url}/events", json={"events": [event]}).status_code == 200
+    time.sleep(2.5)  # both workers have synced from the store
+    assert not any(first in top("u1") for _ in range(20))  # seen now, by every worker
+    metrics = httpx.get(f"{server.url}/metrics").text
+    counts = re.findall(
+        r'^recstack_http_requests_total\{endpoint="/recommend/\{user_id\}",method="GET",'
+        r'status="200"\} ([\d.]+)$',
+        metrics,
+        re.M,
+    )
+    assert counts and float(counts[0]) == 1 + 10 + 20
 
 
 @pytest.mark.parametrize(

@@ -239,18 +239,18 @@ def sequential_leave_one_out(model: Any, histories: Histories, targets: np.ndarr
     inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
     order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
     net = model._net
-    net.eval()
+    if net.training:  # eval mode before the output side (ID dropout) is read
+        net.eval()
     device = next(net.parameters()).device
     trim = bool(model.trims_padding)
-    with torch.inference_mode():
+    with torch.no_grad():
         out_items = model._output_items(net)  # (n_items, D)
         for start in range(0, len(order), _SEQUENCE_BATCH):
             chunk = order[start : start + _SEQUENCE_BATCH]
             batch = torch.from_numpy(inputs[chunk]).to(device)
             if trim:  # the rows' shared left padding: outputs do not depend on it
                 (batch,) = trim_padding(batch)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                last = model._hidden(net, batch)[:, -1].float()  # (B, D)
+            last = model._states(batch)  # (B, D), traced after model.optimize_inference()
             wanted = torch.from_numpy(targets[rows[seen[chunk]]]).to(device)  # (B, K)
             scores = torch.einsum("bd,bkd->bk", last, out_items[wanted].float())
             terms[seen[chunk]] = base[rows[seen[chunk]]] - scores.double().cpu().numpy()

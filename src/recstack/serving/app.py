@@ -364,6 +364,10 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
     not_found: dict[int | str, dict[str, Any]] = {404: {"model": schemas.Error}}
+    body_errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": schemas.Error, "description": "The body is not valid JSON."},
+        413: {"model": schemas.Error, "description": "The body is larger than the limit."},
+    }
 
     @app.get("/recommend/{user_id}", response_model=schemas.RecommendResponse)
     async def recommend_user(
@@ -383,7 +387,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         )
         return JSONResponse(body)
 
-    @app.post("/recommend", response_model=schemas.RecommendResponse)
+    @app.post("/recommend", response_model=schemas.RecommendResponse, responses=body_errors)
     async def recommend_history(body: schemas.RecommendRequest) -> JSONResponse:
         """Top-k for a posted history (new or anonymous users)."""
         key = body.user_id if body.user_id is not None else uuid.uuid4().hex
@@ -414,7 +418,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         return JSONResponse({"item_id": item_id, "variant": name, "items": items})
 
     @app.post(
-        "/events", response_model=schemas.EventsResponse, responses={503: {"model": schemas.Error}}
+        "/events",
+        response_model=schemas.EventsResponse,
+        responses={503: {"model": schemas.Error}, **body_errors},
     )
     def post_events(body: schemas.EventsRequest) -> dict[str, int]:
         """Store a batch of events (durable before the answer; duplicates by event_id are
@@ -457,7 +463,12 @@ def create_app(config: ServeConfig) -> FastAPI:
         "/admin/reload",
         response_model=schemas.ReloadResponse,
         dependencies=[Depends(admin)],
-        responses={401: {"model": schemas.Error}, 403: {"model": schemas.Error}, **not_found},
+        responses={
+            401: {"model": schemas.Error},
+            403: {"model": schemas.Error},
+            **not_found,
+            **body_errors,
+        },
     )
     def reload(body: schemas.ReloadRequest | None = None) -> dict[str, Any]:
         """Load a model directory completely, then swap it in atomically."""
@@ -535,7 +546,40 @@ def create_app(config: ServeConfig) -> FastAPI:
         """Prometheus text format: requests, latency histogram, events, lists served."""
         return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    served_names = list(config.variants)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _with_variant_names(get_openapi_schema(), served_names)
+        return app.openapi_schema
+
+    get_openapi_schema = app.openapi
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _with_variant_names(doc: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """The OpenAPI document with every ``variant`` parameter and body or response field
+    limited to the served variant names (fixed for the app's life: a reload swaps a
+    variant's model, never its name), so clients and generated tests know the valid
+    values."""
+
+    def restrict(schema: dict[str, Any]) -> None:
+        options = schema.get("anyOf", [schema])
+        for option in options:
+            if option.get("type") == "string":
+                option["enum"] = list(names)
+
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for param in operation.get("parameters", []):
+                if param.get("name") == "variant":
+                    restrict(param["schema"])
+    for component in doc.get("components", {}).get("schemas", {}).values():
+        field = component.get("properties", {}).get("variant")
+        if field is not None:
+            restrict(field)
+    return doc
 
 
 def _unix(ts: float | Any) -> float:

@@ -57,7 +57,7 @@ class ServeConfig:
         approximate item index (faiss IVF) instead of scoring every item.
     max_batch : int
         The most concurrent requests scored in one call (micro-batching); 1 scores each
-        request alone.
+        request alone, inline on the event loop.
     """
 
     variants: Mapping[str, str]

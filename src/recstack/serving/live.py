@@ -143,7 +143,8 @@ class ServedModel:
     candidates : int
         Items a re-ranker chooses from (at least ``k``).
     max_batch : int
-        The most concurrent requests :meth:`recommend_async` scores in one call.
+        The most concurrent requests :meth:`recommend_async` scores in one call; 1 scores
+        each request alone, inline on the event loop.
     on_batch : callable, optional
         Called with the size of each micro-batch.
     """
@@ -161,7 +162,9 @@ class ServedModel:
         self.model = model
         self.path = path
         self.ranker: Ranker = ranker or ExactRanker(model)
-        self.batcher = MicroBatcher(self.ranker, max_batch, on_batch)
+        #: None for ``max_batch=1``: each request is then scored alone, on the event loop
+        #: (no thread hop; the cheapest for fast models under light load)
+        self.batcher = MicroBatcher(self.ranker, max_batch, on_batch) if max_batch > 1 else None
         self.candidates = candidates
         #: unix time the model was made ready (a reload changes it)
         self.loaded_at = time.time()
@@ -285,12 +288,17 @@ class ServedModel:
     ) -> Served:
         """:meth:`recommend` from a coroutine: the scoring is micro-batched with concurrent
         requests (:class:`MicroBatcher`) and runs, like explanations and re-ranking, in a
-        worker thread; the event loop only does the cheap steps."""
+        worker thread; the event loop only does the cheap steps. Without a batcher
+        (``max_batch=1``) the scoring runs inline."""
         plan = self._plan(user_id, items, times, k, exclude_seen, rerank)
         if plan.request is None:
             index, scores = self._popular(plan)
         else:
-            index, scores = await self.batcher.rank(plan.request)
+            index, scores = (
+                await self.batcher.rank(plan.request)
+                if self.batcher is not None
+                else rank_batch(self.ranker, [plan.request])[0]
+            )
         if explain or plan.reranker is not None:
             loop = asyncio.get_running_loop()
             call = partial(self._finish, plan, index, scores, explain)

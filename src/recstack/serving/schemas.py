@@ -11,7 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 MAX_K = 1000
 MAX_HISTORY_ITEMS = 10_000
@@ -21,21 +30,34 @@ MAX_SPEC = 200
 
 
 def _id_text(value: Any) -> Any:
-    """Integer IDs (and integral floats, as readers parse them) as strings."""
-    if isinstance(value, bool):
-        return value  # rejected by the str type
-    if isinstance(value, int):
+    """Integer IDs as strings (``196`` is ``"196"``)."""
+    if isinstance(value, int) and not isinstance(value, bool):  # a bool is rejected
         return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
     return value
 
 
 ExtId = Annotated[
-    str, BeforeValidator(_id_text), StringConstraints(min_length=1, max_length=MAX_ID)
+    str,
+    BeforeValidator(_id_text),
+    StringConstraints(min_length=1, max_length=MAX_ID),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "minLength": 1, "maxLength": MAX_ID}, {"type": "integer"}]}
+    ),
 ]
-K = Annotated[int, Field(ge=1, le=MAX_K, description="List length.")]
+#: in bodies, what JSON types say: no "5" for 5, no 0 for false (query strings convert)
+K = Annotated[int, Strict(), Field(ge=1, le=MAX_K, description="List length.")]
 EventType = Literal["impression", "click", "conversion"]
+
+
+def _iso(value: Any) -> datetime:
+    """An ISO 8601 date-time string only (not ``"123"``, which pydantic would read as
+    unix seconds; numbers take the other branch of the timestamp)."""
+    if not isinstance(value, str):
+        raise ValueError("a date-time must be an ISO 8601 string")
+    return datetime.fromisoformat(value)  # ValueError names the bad string
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso)]
 
 
 class _Strict(BaseModel):
@@ -53,8 +75,8 @@ class RecommendRequest(_Strict):
         "response's unknown_items.",
     )
     k: K = 10
-    exclude_seen: bool = True
-    explain: bool = False
+    exclude_seen: StrictBool = True
+    explain: StrictBool = False
     rerank: str | None = Field(
         None, max_length=MAX_SPEC, description="Re-ranker spec, e.g. mmr:0.3 (empty: none)."
     )
@@ -119,7 +141,7 @@ class EventIn(_Strict):
     user_id: ExtId
     item_id: ExtId
     type: EventType
-    timestamp: Annotated[float, Field(allow_inf_nan=False)] | datetime = Field(
+    timestamp: Annotated[float, Strict(), Field(allow_inf_nan=False)] | IsoDateTime = Field(
         description="Unix seconds, or an ISO 8601 date-time (UTC when it has no zone)."
     )
     request_id: str | None = Field(

@@ -266,19 +266,26 @@ class SequentialRecommender(Recommender):
     @torch.no_grad()
     def _last_states(self, histories: Histories) -> torch.Tensor:
         """(n, D) float32 hidden states at the scored position (on the model's device)."""
-        net = self._net
-        if net.training:  # a walk over every module: not on each request
-            net.eval()
-        device = next(net.parameters()).device
+        device = next(self._net.parameters()).device
         inputs = torch.from_numpy(self._score_inputs(histories)).to(device)
         if self.trims_padding:
             (inputs,) = trim_padding(inputs)
+        return self._states(inputs)
+
+    @torch.no_grad()
+    def _states(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, D) float32 hidden states at the scored position of padded network inputs
+        (B, L) on the model's device: the traced network after :meth:`optimize_inference`."""
+        net = self._net
+        if net.training:  # a walk over every module: not on each request
+            net.eval()
         traced = getattr(self, "_traced", None)
         if traced is not None and traced[0] is net:  # not a network fitted or grown since
             # the plain graph interpreter: the profiling executor's specializations are
             # slower here (measured, 1.4 vs 1.9 ms a call) and change with every shape
             with torch.jit.optimized_execution(False):
                 return traced[1](inputs)
+        device = inputs.device
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             return self._last_hidden(net, inputs).float()
 
