@@ -216,6 +216,68 @@ def test_huge_body_is_a_413(client: TestClient) -> None:
     assert r.status_code == 200  # a small chunked body goes through
 
 
+# ---------------------------------------------------------------------------- filters
+@pytest.fixture(scope="module")
+def genre_dir(log: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """EASE on the pair data with a genre per item: "odd"/"even" by pair number, and
+    "pair3" for the pair p3 too."""
+    items = sorted(log["item_id"].unique())
+    genres = {
+        i: ("odd" if int(i[1:-1]) % 2 else "even") + (" pair3" if i[1:-1] == "3" else "")
+        for i in items
+    }
+    feats = pd.DataFrame({"genres": pd.Series(genres)})
+    data = Interactions.from_frame(log, item_features=feats)
+    return EASE(l2=10.0).fit(data).save(tmp_path_factory.mktemp("genres") / "ease")
+
+
+def reference(model_dir: Path, user: str, k: int, drop: set[str], keep: set[str] | None) -> list:
+    """Brute force: the model's scores, the history and ``drop`` removed, only ``keep``."""
+    model = Recommender.load(model_dir)
+    scores = model.score(model.user_histories([user]))[0].astype(np.float64)
+    ids = model.items_.ids
+    seen = set(model.user_histories([user]).items.tolist())
+    bad = [i for i, item in enumerate(ids) if item in drop or i in seen]
+    bad += [i for i, item in enumerate(ids) if keep is not None and item not in keep]
+    scores[bad] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:k]
+    return [str(ids[i]) for i in order if np.isfinite(scores[i])]
+
+
+def test_exclude_and_category_filter_the_list(
+    tmp_path: Path, genre_dir: Path, log: pd.DataFrame
+) -> None:
+    feats = Recommender.load(genre_dir).item_features_
+    odd = {str(i) for i, g in feats["genres"].items() if g.startswith("odd")}
+    with make_client(tmp_path, {"default": genre_dir}) as c:
+        plain = items_of(c.get("/recommend/u5", params={"k": 6}).json())
+        drop = set(plain[:2])
+        r = c.get("/recommend/u5", params={"k": 6, "exclude": sorted(drop)})
+        assert r.status_code == 200
+        assert items_of(r.json()) == reference(genre_dir, "u5", 6, drop, None)
+        # a category: only its items, in the model's order; case-insensitive
+        r = c.get("/recommend/u5", params={"k": 6, "category": "ODD", "exclude": "nope"})
+        assert items_of(r.json()) == reference(genre_dir, "u5", 6, set(), odd)
+        assert set(items_of(r.json())) <= odd
+        # the same in a posted history, and for the popularity fallback
+        posted = c.post(
+            "/recommend", json={"history": user_items(log, "u5"), "k": 6, "category": "odd"}
+        ).json()
+        assert items_of(posted) == items_of(r.json())
+        cold = c.post("/recommend", json={"history": [], "k": 4, "category": "pair3"}).json()
+        assert cold["fallback"] is True and sorted(items_of(cold)) == ["p3a", "p3b"]
+        # an unknown category is a 422 naming the known ones
+        bad = c.get("/recommend/u5", params={"category": "jazz"})
+        assert bad.status_code == 422
+        assert "query.category: no item has category 'jazz'" in bad.json()["message"]
+        assert "even, odd, pair3" in bad.json()["message"]
+
+
+def test_category_needs_a_genre_column(client: TestClient) -> None:
+    bad = client.post("/recommend", json={"history": ["p1a"], "category": "odd"})
+    assert bad.status_code == 422 and "no category column" in bad.json()["message"]
+
+
 # ---------------------------------------------------------------------------- similar
 def test_similar_items(client: TestClient, tmp_path: Path, model_dirs: dict[str, Path]) -> None:
     body = client.get("/similar/p4a", params={"k": 3}).json()

@@ -54,13 +54,15 @@ class SlowRanker:
         self.sizes: list[int] = []
         self.threads: set[str] = set()
 
-    def rank(self, hist: Histories, n: int, exclude: object) -> tuple[np.ndarray, np.ndarray]:
+    def rank(
+        self, hist: Histories, n: int, exclude: object, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         self.sizes.append(len(hist))
         self.threads.add(threading.current_thread().name)
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("scoring failed")
-        return self.inner.rank(hist, n, exclude)  # type: ignore[arg-type]
+        return self.inner.rank(hist, n, exclude, allowed)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- stacking
@@ -92,6 +94,26 @@ def test_rank_batch_equals_brute_force_per_request(model: EASE, data: Interactio
         np.testing.assert_allclose(scores, want, rtol=1e-6)
         np.testing.assert_allclose(full[index], scores, rtol=1e-6)  # the items carry them
         assert not np.isin(index, req.exclude).any()
+
+
+def test_rank_batch_groups_requests_by_filter(model: EASE, data: Interactions) -> None:
+    """Requests with category masks: one ranker call per distinct mask, each answer
+    within its mask and equal to brute force."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random(model.n_items) < 0.5 for _ in range(2))
+    base = requests_of(data, [0, 1, 2, 3, 4], [4] * 5)
+    masks = [a, None, a, b, None]
+    reqs = [RankRequest(r.hist, r.n, r.exclude, m) for r, m in zip(base, masks, strict=True)]
+    ranker = SlowRanker(model, delay=0.0)
+    answers = rank_batch(ranker, reqs)
+    assert sorted(ranker.sizes) == [1, 2, 2]
+    for req, (index, scores) in zip(reqs, answers, strict=True):
+        full = model.score(req.hist)[0].astype(np.float64)
+        full[req.exclude] = -np.inf
+        if req.allowed is not None:
+            full[~req.allowed] = -np.inf
+            assert req.allowed[index].all()
+        np.testing.assert_allclose(scores, np.sort(full)[::-1][: req.n], rtol=1e-6)
 
 
 # ---------------------------------------------------------------------------- the batcher

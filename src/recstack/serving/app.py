@@ -50,6 +50,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import StringConstraints
 
 from recstack import __version__
 from recstack.errors import ConfigError, RecstackError
@@ -68,6 +69,13 @@ RerankQuery = Annotated[
     Query(max_length=schemas.MAX_SPEC, description="Re-ranker spec, e.g. mmr:0.3 (empty: none)."),
 ]
 
+CategoryQuery = Annotated[
+    str | None,
+    Query(
+        max_length=schemas.MAX_ID,
+        description="Only items of this category (the items' genre feature; case-insensitive).",
+    ),
+]
 VariantQuery = Annotated[
     str | None, Query(max_length=64, description="A variant by name (default: see each endpoint).")
 ]
@@ -167,10 +175,14 @@ class Service:
         explain: bool,
         rerank: str | None,
         variant: str | None = None,
+        exclude: list[str] | None = None,
+        category: str | None = None,
     ) -> dict[str, Any]:
         """The response of a list: for ``user_id``'s stored + live history, or for a
         posted ``history`` (scored alone). ``variant`` serves that variant, else ``key``
-        chooses one. Concurrent requests to one variant are scored in micro-batches."""
+        chooses one. ``exclude`` and ``category`` filter the items (see
+        :meth:`ServedModel.recommend`). Concurrent requests to one variant are scored in
+        micro-batches."""
         request_id = uuid.uuid4().hex
         where = "query" if history is None else "body"
         models = self.models  # one reference: a reload swaps the whole dict
@@ -180,13 +192,26 @@ class Service:
         variant = variant or self.experiment.assign(key)
         served = models[variant]
         rerank = rerank or None  # `rerank=` (empty) is no re-ranker
+        category = category or None
+        if category is not None:
+            try:
+                served.category_mask(category)
+            except ConfigError as exc:
+                raise _invalid((where, "category"), str(exc), category) from None
         if history is None and user_id is not None:
             items, times = self.live.get(user_id)
             call = partial(served.recommend_async, user_id, items, times)
         else:
             call = partial(served.recommend_async, None, history or [])
         try:
-            result = await call(k=k, exclude_seen=exclude_seen, explain=explain, rerank=rerank)
+            result = await call(
+                k=k,
+                exclude_seen=exclude_seen,
+                explain=explain,
+                rerank=rerank,
+                exclude_items=exclude or (),
+                category=category,
+            )
         except ConfigError as exc:  # a bad or unusable re-ranker spec
             raise _invalid((where, "rerank"), str(exc), rerank) from None
         self.request_log.put(RequestLog(request_id, variant, user_id, result.items))
@@ -380,10 +405,19 @@ def create_app(config: ServeConfig) -> FastAPI:
             str | None,
             Query(max_length=64, description="Serve this variant (default: the A/B assignment)."),
         ] = None,
+        exclude: Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=schemas.MAX_ID)]]
+            | None,
+            Query(
+                max_length=schemas.MAX_K,
+                description="Item IDs never to return (repeatable: out of stock, in the cart).",
+            ),
+        ] = None,
+        category: CategoryQuery = None,
     ) -> JSONResponse:
         """Top-k for a user: stored history + live events; popularity for an unknown user."""
         body = await service.recommend(
-            user_id, user_id, None, k, exclude_seen, explain, rerank, variant
+            user_id, user_id, None, k, exclude_seen, explain, rerank, variant, exclude, category
         )
         return JSONResponse(body)
 
@@ -394,6 +428,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         answer = await service.recommend(
             key, body.user_id, body.history, body.k,
             body.exclude_seen, body.explain, body.rerank, body.variant,
+            body.exclude, body.category,
         )  # fmt: skip
         return JSONResponse(answer)
 

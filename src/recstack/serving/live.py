@@ -124,6 +124,8 @@ class _Plan:
     hist: Histories
     k: int
     n: int  # candidates ranked (more than k for a re-ranker)
+    exclude: np.ndarray  # item indices never returned
+    allowed: np.ndarray | None  # (n_items,) bool: the only items returned (a category)
     request: RankRequest | None  # None: an empty history, answered by popularity
     reranker: Reranker | None
     unknown: tuple[str, ...]
@@ -183,6 +185,7 @@ class ServedModel:
         self._pop_rank[self._pop_order] = np.arange(1, self.n_items + 1)
         self._user_item = x  # for item similarities of models without item vectors
         self._rerankers: dict[str, Reranker] = {}
+        self._category_masks: dict[str, np.ndarray] = {}
         self._similarity: ItemSimilarity | None = None
         self._item_unit: sp.csr_matrix | None = None
         self._lock = threading.Lock()
@@ -262,16 +265,21 @@ class ServedModel:
         exclude_seen: bool = True,
         explain: bool = False,
         rerank: str | None = None,
+        exclude_items: Sequence[str] = (),
+        category: str | None = None,
     ) -> Served:
         """The top ``k`` for ``user_id``'s stored history followed by ``items`` (see
-        :meth:`history`); the popularity order when that history is empty.
+        :meth:`history`); the popularity order when that history is empty. Filters:
+        ``exclude_items`` are never returned (unknown IDs are ignored), and with
+        ``category`` only items of that category (:meth:`category_mask`) are.
 
         Raises
         ------
         ConfigError
-            A bad re-ranker spec, or one that needs item categories the model lacks.
+            A bad re-ranker spec, or one that needs item categories the model lacks; an
+            unknown category.
         """
-        plan = self._plan(user_id, items, times, k, exclude_seen, rerank)
+        plan = self._plan(user_id, items, times, k, exclude_seen, rerank, exclude_items, category)
         ranked = rank_batch(self.ranker, [plan.request]) if plan.request else [self._popular(plan)]
         return self._finish(plan, *ranked[0], explain)
 
@@ -285,12 +293,14 @@ class ServedModel:
         exclude_seen: bool = True,
         explain: bool = False,
         rerank: str | None = None,
+        exclude_items: Sequence[str] = (),
+        category: str | None = None,
     ) -> Served:
         """:meth:`recommend` from a coroutine: the scoring is micro-batched with concurrent
         requests (:class:`MicroBatcher`) and runs, like explanations and re-ranking, in a
         worker thread; the event loop only does the cheap steps. Without a batcher
         (``max_batch=1``) the scoring runs inline."""
-        plan = self._plan(user_id, items, times, k, exclude_seen, rerank)
+        plan = self._plan(user_id, items, times, k, exclude_seen, rerank, exclude_items, category)
         if plan.request is None:
             index, scores = self._popular(plan)
         else:
@@ -313,19 +323,61 @@ class ServedModel:
         k: int,
         exclude_seen: bool,
         rerank: str | None,
+        exclude_items: Sequence[str],
+        category: str | None,
     ) -> _Plan:
         reranker = self.reranker(rerank) if rerank else None
+        allowed = self.category_mask(category) if category else None
         hist, unknown = self.history(user_id, items, times)
         n = max(k, self.candidates) if reranker is not None else k
-        request = None
-        if len(hist.items):
-            exclude = hist.items if exclude_seen else hist.items[:0]
-            request = RankRequest(hist, n, exclude)
-        return _Plan(hist, k, n, request, reranker, tuple(unknown))
+        listed = [self._item_pos[i] for i in exclude_items if i in self._item_pos]
+        seen = hist.items if exclude_seen else hist.items[:0]
+        exclude = np.concatenate([seen, np.array(listed, dtype=np.int32)])
+        request = RankRequest(hist, n, exclude, allowed) if len(hist.items) else None
+        return _Plan(hist, k, n, exclude, allowed, request, reranker, tuple(unknown))
 
     def _popular(self, plan: _Plan) -> tuple[np.ndarray, np.ndarray]:
-        index = self._pop_order[: plan.n]
+        """The fallback: the most popular items that pass the plan's filters."""
+        order = self._pop_order
+        if plan.allowed is not None or len(plan.exclude):
+            keep = np.ones(self.n_items, bool) if plan.allowed is None else plan.allowed.copy()
+            keep[plan.exclude] = False
+            order = order[keep[order]]
+        index = order[: plan.n]
         return index, self.popularity[index]
+
+    def category_mask(self, category: str) -> np.ndarray:
+        """(n_items,) bool: the items whose genre-like feature (:data:`GENRE_COLUMNS`)
+        lists ``category`` (case-insensitive). Built once per category and shared, so
+        concurrent requests with one filter are ranked in one call.
+
+        Raises
+        ------
+        ConfigError
+            The model's item features have no genre-like column, or no item is of
+            ``category``.
+        """
+        key = category.strip().lower()
+        with self._lock:
+            mask = self._category_masks.get(key)
+        if mask is not None:
+            return mask
+        feats = self.model.item_features_
+        col = next((c for c in GENRE_COLUMNS if feats is not None and c in feats), None)
+        if feats is None or col is None:
+            raise ConfigError(
+                "the model's item features have no category column "
+                f"({', '.join(GENRE_COLUMNS)}): a category filter needs one"
+            )
+        names = [[g.lower() for g in _genre_names(cell)] for cell in feats[col]]
+        mask = np.array([key in cell for cell in names], dtype=bool)
+        if not mask.any():
+            known = sorted({g for cell in names for g in cell})
+            shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+            raise ConfigError(f"no item has category {category!r} (categories: {shown})")
+        with self._lock:
+            self._category_masks[key] = mask
+        return mask
 
     def _finish(self, plan: _Plan, index: np.ndarray, scores: np.ndarray, explain: bool) -> Served:
         """Re-rank, cut to ``k``, explain: the answer from a ranked candidate list."""

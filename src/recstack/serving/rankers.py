@@ -25,12 +25,17 @@ class Ranker(Protocol):
     """The scoring path of a batch of histories: each row's best ``n`` items.
 
     ``exclude`` is a (len(hist), n_items) CSR matrix of the items each row must never
-    return (its history, when seen items are excluded). The exact ranker scores the whole
-    catalog; an index over the model's item vectors can answer the same call
-    approximately."""
+    return (its history, when seen items are excluded); ``allowed``, when given, the
+    (n_items,) bool mask of the only items any row may return (a category filter). The
+    exact ranker scores the whole catalog; an index over the model's item vectors can
+    answer the same call approximately."""
 
     def rank(
-        self, hist: Histories, n: int, exclude: sp.csr_matrix
+        self,
+        hist: Histories,
+        n: int,
+        exclude: sp.csr_matrix,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(index, scores)``, each shape (len(hist), n), best first; index ``-1`` pads."""
         ...
@@ -44,9 +49,13 @@ class ExactRanker:
         self.n_items = model.n_items
 
     def rank(
-        self, hist: Histories, n: int, exclude: sp.csr_matrix
+        self,
+        hist: Histories,
+        n: int,
+        exclude: sp.csr_matrix,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return topk(self.model.score(hist), n, exclude=exclude)
+        return topk(self.model.score(hist), n, exclude=exclude, allowed=allowed)
 
 
 class IndexRanker:
@@ -60,35 +69,53 @@ class IndexRanker:
         self.n_items = model.n_items
 
     def rank(
-        self, hist: Histories, n: int, exclude: sp.csr_matrix
+        self,
+        hist: Histories,
+        n: int,
+        exclude: sp.csr_matrix,
+        allowed: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(self.model.retrieval_queries(hist), n, exclude=exclude)
+        queries = self.model.retrieval_queries(hist)
+        return self.index.search(queries, n, exclude=exclude, allowed=allowed)
 
 
 @dataclass(frozen=True, eq=False)
 class RankRequest:
-    """One history to rank: its best ``n`` items, never one of ``exclude``."""
+    """One history to rank: its best ``n`` items, never one of ``exclude``, only items of
+    ``allowed`` when given (a shared mask: requests with the same filter pass the same
+    array, and are ranked in one call)."""
 
     hist: Histories  # one row
     n: int
     exclude: np.ndarray  # internal item indices
+    allowed: np.ndarray | None = None  # (n_items,) bool
 
 
 def rank_batch(
     ranker: Ranker, requests: Sequence[RankRequest]
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Answer several :class:`RankRequest` with one call to ``ranker`` (one scoring pass
-    over the stacked histories); each answer is ``(index, scores)`` of shape (its n,)."""
-    hist = Histories.stack([r.hist for r in requests])
-    excluded = [np.unique(r.exclude) for r in requests]
-    indptr = np.zeros(len(requests) + 1, dtype=np.int64)
-    np.cumsum([len(e) for e in excluded], out=indptr[1:])
-    cols = np.concatenate(excluded).astype(np.int32)
-    exclude = sp.csr_matrix(
-        (np.ones(len(cols), np.float32), cols, indptr), shape=(len(requests), hist.n_items)
-    )
-    index, scores = ranker.rank(hist, max(r.n for r in requests), exclude)
-    return [(index[row, : r.n], scores[row, : r.n]) for row, r in enumerate(requests)]
+    """Answer several :class:`RankRequest` with one call to ``ranker`` per distinct
+    ``allowed`` mask (one scoring pass over the stacked histories when none filters);
+    each answer is ``(index, scores)`` of shape (its n,)."""
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(id(r.allowed), []).append(i)
+    answers: list[tuple[np.ndarray, np.ndarray]] = [None] * len(requests)  # type: ignore[list-item]
+    for rows in groups.values():
+        group = [requests[i] for i in rows]
+        hist = Histories.stack([r.hist for r in group])
+        excluded = [np.unique(r.exclude) for r in group]
+        indptr = np.zeros(len(group) + 1, dtype=np.int64)
+        np.cumsum([len(e) for e in excluded], out=indptr[1:])
+        cols = np.concatenate(excluded).astype(np.int32)
+        exclude = sp.csr_matrix(
+            (np.ones(len(cols), np.float32), cols, indptr), shape=(len(group), hist.n_items)
+        )
+        n = max(r.n for r in group)
+        index, scores = ranker.rank(hist, n, exclude, group[0].allowed)
+        for row, (i, r) in enumerate(zip(rows, group, strict=True)):
+            answers[i] = (index[row, : r.n], scores[row, : r.n])
+    return answers
 
 
 #: the file beside a saved model that caches its item index (faiss's binary format)

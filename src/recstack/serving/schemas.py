@@ -91,6 +91,17 @@ class RecommendRequest(_Strict):
         description="Serve this variant instead of the A/B assignment (demos, debugging); "
         "the list is logged under it.",
     )
+    exclude: list[ExtId] = Field(
+        default_factory=list,
+        max_length=MAX_K,
+        description="Item IDs never to return (out of stock, already in the cart).",
+    )
+    category: str | None = Field(
+        None,
+        max_length=MAX_ID,
+        description="Only items of this category (the items' genre feature; "
+        "case-insensitive).",
+    )
 
 
 class ExplanationItem(BaseModel):
