@@ -406,8 +406,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             Query(max_length=64, description="Serve this variant (default: the A/B assignment)."),
         ] = None,
         exclude: Annotated[
-            list[Annotated[str, StringConstraints(min_length=1, max_length=schemas.MAX_ID)]]
-            | None,
+            list[Annotated[str, StringConstraints(min_length=1, max_length=schemas.MAX_ID)]] | None,
             Query(
                 max_length=schemas.MAX_K,
                 description="Item IDs never to return (repeatable: out of stock, in the cart).",

@@ -99,8 +99,7 @@ class RecommendRequest(_Strict):
     category: str | None = Field(
         None,
         max_length=MAX_ID,
-        description="Only items of this category (the items' genre feature; "
-        "case-insensitive).",
+        description="Only items of this category (the items' genre feature; case-insensitive).",
     )
 
 
