@@ -363,7 +363,7 @@ class ServedModel:
         if mask is not None:
             return mask
         feats = self.model.item_features_
-        col = next((c for c in GENRE_COLUMNS if feats is not None and c in feats), None)
+        col = genre_column(feats)
         if feats is None or col is None:
             raise ConfigError(
                 "the model's item features have no category column "
@@ -534,10 +534,9 @@ class Catalog:
         )
         # genre cells, split when an item is shown (a search shows a few of a large catalog)
         self._genres: np.ndarray | None = None
-        if feats is not None:
-            col = next((c for c in GENRE_COLUMNS if c in feats), None)
-            if col is not None:
-                self._genres = feats[col].to_numpy(dtype=object)
+        col = genre_column(feats)
+        if feats is not None and col is not None:
+            self._genres = feats[col].to_numpy(dtype=object)
         # one searchable string: lower-cased titles (else IDs), one per line
         shown = self.titles if self.titles is not None else self.item_ids
         lower = [t.lower().replace("\n", " ") for t in shown]
@@ -618,6 +617,13 @@ class Catalog:
         indptr, items, _, times = self._hist
         a, b = int(indptr[u]), int(indptr[u + 1])
         return [self.item_ids[i] for i in items[a:b].tolist()], times[a:b].tolist()
+
+
+def genre_column(features: pd.DataFrame | None) -> str | None:
+    """The first of :data:`GENRE_COLUMNS` among the item features, or None."""
+    if features is None:
+        return None
+    return next((c for c in GENRE_COLUMNS if c in features), None)
 
 
 def _genre_names(cell: Any) -> list[str]:

@@ -46,7 +46,6 @@ class ExactRanker:
 
     def __init__(self, model: Recommender) -> None:
         self.model = model
-        self.n_items = model.n_items
 
     def rank(
         self,
@@ -66,7 +65,6 @@ class IndexRanker:
     def __init__(self, model: Recommender, index: ItemIndex) -> None:
         self.model = model
         self.index = index
-        self.n_items = model.n_items
 
     def rank(
         self,
