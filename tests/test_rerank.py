@@ -126,47 +126,58 @@ def test_mmr_matches_brute_force(
         assert one[0].tolist() == expected
 
 
-def _exposure_reference(cand: np.ndarray, scores: np.ndarray, cos: np.ndarray, k: int,
-                        lam: float, mean: bool, exposure: float) -> list[list[int]]:  # fmt: skip
-    """Exposure-aware MMR from its definition: position by position over all rows, each
-    candidate also losing exposure * (share of the rows that already list it)."""
-    n = len(cand)
-    rel = [_minmax(scores[r]) for r in range(n)]
-    chosen: list[list[int]] = [[] for _ in range(n)]
-    for _ in range(k):
-        listed = [cand[r, c] for r in range(n) for c in chosen[r]]
-        for r in range(n):
-            best, best_v = -1, -np.inf
-            for c in range(cand.shape[1]):
-                if c in chosen[r]:
-                    continue
-                sims = [cos[cand[r, c], cand[r, j]] for j in chosen[r]]
-                pen = 0.0 if not sims else (np.mean(sims) if mean else np.max(sims))
-                share = listed.count(cand[r, c]) / n
-                v = lam * rel[r][c] - (1 - lam) * pen - exposure * share
-                if v > best_v:
-                    best, best_v = c, v
-            chosen[r].append(best)
-    return chosen
+def _coverage_reference(cand: np.ndarray, scores: np.ndarray, cos: np.ndarray, k: int,
+                        lam: float, mean: bool, budget: float) -> list[list[int]]:  # fmt: skip
+    """Coverage swaps from their definition: after plain MMR, every (row, candidate) pair
+    whose candidate no list holds, priced as the drop of MMR's objective at the last slot
+    (against the list's other items); cheapest first, one per row, never giving up an
+    item no other list holds."""
+    lists = [_mmr_reference(cand[r], scores[r], cos, k, lam, mean) for r in range(len(cand))]
+
+    def value(r: int, c: int) -> float:
+        sims = [cos[cand[r, c], cand[r, j]] for j in lists[r][:-1]]
+        pen = 0.0 if not sims else (np.mean(sims) if mean else np.max(sims))
+        return lam * _minmax(scores[r])[c] - (1 - lam) * pen
+
+    held = [cand[r, j] for r in range(len(cand)) for j in lists[r]]
+    swaps = sorted(
+        (value(r, lists[r][-1]) - value(r, c), r, c)
+        for r in range(len(cand))
+        for c in range(cand.shape[1])
+        if c not in lists[r] and cand[r, c] not in held
+    )
+    done: set[int] = set()
+    for cost, r, c in swaps:
+        old = cand[r, lists[r][-1]]
+        if cost > budget or r in done or cand[r, c] in held or held.count(old) < 2:
+            continue
+        held.remove(old)
+        held.append(cand[r, c])
+        lists[r][-1] = c
+        done.add(r)
+    return lists
 
 
 @pytest.mark.parametrize("klass", [MMR, MeanMMR])
 @pytest.mark.parametrize("sparse", [False, True])
-def test_exposure_mmr_matches_brute_force(klass: type[MMR], sparse: bool) -> None:
-    """Rows that share candidates: the exposure term spreads the lists over more items."""
+def test_coverage_swaps_match_brute_force(klass: type[MMR], sparse: bool) -> None:
+    """Rows that share candidates: the swaps spread the lists over more items."""
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(30, 4))
     given = sp.csr_matrix(np.where(np.abs(vectors) > 0.3, vectors, 0.0)) if sparse else vectors
     cos = _cosines(given.toarray() if sparse else vectors)
-    cand = np.stack([rng.permutation(12) for _ in range(9)])  # 9 users, the same 12 items
-    scores = rng.normal(size=(9, 12)) + np.linspace(3, 0, 12)[cand]  # shared popularity
+    cand = np.stack([rng.permutation(16) for _ in range(9)])  # 9 users, the same 16 items
+    scores = rng.normal(size=(9, 16)) + np.linspace(3, 0, 16)[cand]  # shared popularity
     plain = klass(0.6).fit(item_vectors=given).rerank(cand, scores, 4)
-    mmr = klass(0.6, exposure=0.8).fit(item_vectors=given)
+    mmr = klass(0.6, coverage=0.3).fit(item_vectors=given)
     got = mmr.rerank(cand, scores, 4)
-    assert got.tolist() == _exposure_reference(cand, scores, cos, 4, 0.6, klass.mean_penalty, 0.8)
+    assert got.tolist() == _coverage_reference(cand, scores, cos, 4, 0.6, klass.mean_penalty, 0.3)
     covered = [len(np.unique(R.gather(cand, pos, -1))) for pos in (plain, got)]
     assert covered[1] > covered[0]
-    # one row alone has no one to share exposure with: plain MMR
+    assert (got[:, :3] == plain[:, :3]).all()  # only the last slot changes
+    # a larger budget swaps at least as much; one row alone has nothing to swap with
+    more = klass(0.6, coverage=2.0).fit(item_vectors=given).rerank(cand, scores, 4)
+    assert len(np.unique(R.gather(cand, more, -1))) >= covered[1]
     assert mmr.rerank(cand[:1], scores[:1], 4).tolist() == plain[:1].tolist()
 
 
@@ -326,7 +337,7 @@ def test_category_caps_fill_the_list_when_too_few_pass() -> None:
         ("cap:2", CategoryCap(2)),
         ("cap:2.0", CategoryCap(2)),
         ("dpp", DPP()),
-        ("mmr-mean:0.5, exposure=2", MeanMMR(0.5, exposure=2.0)),
+        ("mmr-mean:0.5, coverage=0.2", MeanMMR(0.5, coverage=0.2)),
         ("calibrate:0.3,discount=False,alpha=0.05", Calibrated(0.3, 0.05, discount=False)),
     ],
 )
@@ -355,9 +366,9 @@ def test_parse_rerank(spec: str, expected: R.Reranker) -> None:
         ("cap:inf", r"cap: cap must be an integer >= 1, got inf"),
         ("mmr:0.3:0.2", r"value of lam must be a number, got '0\.3:0\.2'"),
         ("mmr:0.3,jitter=1", r"'jitter=1' is not option=value with a known option of mmr"),
-        ("dpp:0.3,exposure", r"known option of dpp \(none\)"),
-        ("mmr:0.3,exposure=lots", r"exposure must be a number, got 'lots'"),
-        ("mmr:0.3,exposure=-1", r"mmr: exposure must be a number >= 0, got -1\.0"),
+        ("dpp:0.3,coverage", r"known option of dpp \(none\)"),
+        ("mmr:0.3,coverage=lots", r"coverage must be a number, got 'lots'"),
+        ("mmr:0.3,coverage=-1", r"mmr: coverage must be a number >= 0, got -1\.0"),
         ("calibrate:0.3,discount=1", r"discount must be true or false"),
     ],
 )

@@ -554,7 +554,8 @@ def evaluate(
         Cut-offs; lists of ``max(ks)`` items are kept.
     batch_size : int, optional
         Users scored at once; default :func:`recstack.models.base.batch_rows` (about 32M
-        scores per batch). Results do not depend on it.
+        scores per batch). Results do not depend on it, except with an MMR re-ranker's
+        coverage swaps, which spread the lists of one batch (all of ML-100K's users).
     progress : bool
         A progress bar when there is more than one batch.
     item_vectors : (n_items, d) array or sparse, optional

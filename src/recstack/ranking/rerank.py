@@ -1,5 +1,5 @@
 """Re-rankers: turn each user's top-N candidates into a top-K list that trades a little
-relevance for diversity, calibration or exposure limits.
+relevance for diversity, calibration, catalog coverage or category limits.
 
 Every re-ranker takes candidate item indices with their model scores, shape (n, N), and
 returns, per row, the positions of the ``K`` chosen candidates in the order they are
@@ -8,7 +8,8 @@ trade-off parameter means the same for every model whatever the scale of its sco
 
 - :class:`MMR`, maximal marginal relevance (Carbonell & Goldstein 1998): pick the
   candidate maximizing ``lam * rel - (1 - lam) * max cos(item, picked)``;
-  :class:`MeanMMR` penalizes the mean cosine instead (what intra-list diversity averages).
+  :class:`MeanMMR` penalizes the mean cosine instead (what intra-list diversity averages);
+  both can also trade lists' last slots for catalog coverage across a batch (``coverage``).
 - :class:`DPP`, greedy MAP inference of a determinantal point process with the
   incremental Cholesky update of Chen, Zhang & Zhou, "Fast Greedy MAP Inference for
   Determinantal Point Process to Improve Recommendation Diversity", NeurIPS 2018.
@@ -229,7 +230,7 @@ class Reranker:
     param: ClassVar[str] = ""
     needs: ClassVar[str] = "vectors"
     sweep: ClassVar[tuple[float, ...]] = ()
-    #: further constructor parameters a spec may set after the value: "mmr:0.5,exposure=2"
+    #: further constructor parameters a spec may set after the value: "mmr:0.5,coverage=0.1"
     options: ClassVar[tuple[str, ...]] = ()
 
     @property
@@ -247,7 +248,7 @@ class Reranker:
     @property
     def spec(self) -> str:
         """The spec :func:`parse_rerank` reads back, e.g. ``"mmr:0.3"`` or
-        ``"mmr:0.3,exposure=2"``."""
+        ``"mmr:0.3,coverage=0.1"``."""
         extra = "".join(f",{o}={_option_text(v)}" for o, v in self._changed_options())
         return f"{self.name}:{self.value:g}{extra}"
 
@@ -442,40 +443,34 @@ def relevance(candidates: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- MMR
 @numba.njit(cache=True, nogil=True)
-def _mmr_steps(
+def _mmr_row(
     cand: np.ndarray,
     rel: np.ndarray,
-    first: int,
-    stop: int,
+    k: int,
     lam: float,
     mean: bool,
-    exposure: float,
-    share: np.ndarray,
-    taken: np.ndarray,
-    penalty: np.ndarray,
-    sims: np.ndarray,
-    scratch: np.ndarray,
     is_dense: bool,
     dense: np.ndarray,
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
+    dim: int,
     out: np.ndarray,
 ) -> None:
-    """Steps ``first:stop`` of greedy MMR over one row, ``N`` cosines each. The penalty is
-    the max cosine to the listed items, or with ``mean`` their mean cosine; ``taken`` and
-    ``penalty`` (N,) carry the row's state between calls. With ``exposure > 0`` a candidate
-    also loses ``exposure * share[item]`` (``share``: over the catalog)."""
+    """Greedy MMR over one row: ``K * N`` cosines. The penalty is the max cosine to the
+    listed items, or with ``mean`` their mean cosine."""
     n = len(cand)
-    for s in range(first, stop):
+    taken = np.zeros(n, dtype=np.bool_)
+    penalty = np.zeros(n)
+    sims = np.zeros(n)
+    scratch = np.zeros(0 if is_dense else dim)
+    for s in range(k):
         best, best_v = -1, -np.inf
         scale = 1.0 / s if mean and s > 0 else 1.0
         for c in range(n):
             if taken[c] or not rel[c] > -np.inf:
                 continue
             v = lam * rel[c] - (1.0 - lam) * scale * penalty[c]
-            if exposure > 0.0:
-                v -= exposure * share[cand[c]]
             if v > best_v:
                 best, best_v = c, v
         if best < 0:
@@ -491,30 +486,6 @@ def _mmr_steps(
                     penalty[c] += sims[c]
                 elif s == 0 or sims[c] > penalty[c]:
                     penalty[c] = sims[c]
-
-
-@numba.njit(cache=True, nogil=True)
-def _mmr_row(
-    cand: np.ndarray,
-    rel: np.ndarray,
-    k: int,
-    lam: float,
-    mean: bool,
-    is_dense: bool,
-    dense: np.ndarray,
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    data: np.ndarray,
-    dim: int,
-    out: np.ndarray,
-) -> None:
-    """Greedy MMR over one row: ``K * N`` cosines."""
-    n = len(cand)
-    _mmr_steps(
-        cand, rel, 0, k, lam, mean, 0.0, np.zeros(0), np.zeros(n, dtype=np.bool_), np.zeros(n),
-        np.zeros(n), np.zeros(0 if is_dense else dim), is_dense, dense, indptr, indices, data,
-        out,
-    )  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -537,36 +508,69 @@ def _mmr_batch(
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def _mmr_step_batch(
+def _swap_costs(
     cand: np.ndarray,
     rel: np.ndarray,
-    s: int,
+    listed: np.ndarray,
     lam: float,
     mean: bool,
-    exposure: float,
-    share: np.ndarray,
-    taken: np.ndarray,
-    penalty: np.ndarray,
     is_dense: bool,
     dense: np.ndarray,
     indptr: np.ndarray,
     indices: np.ndarray,
     data: np.ndarray,
     dim: int,
-    n_chunks: int,
-    out: np.ndarray,
+    cost: np.ndarray,
 ) -> None:
-    """Step ``s`` of exposure-aware MMR for every row, rows in ``n_chunks`` parallel chunks
-    (one scratch row per chunk)."""
-    n = cand.shape[0]
-    for ch in numba.prange(n_chunks):
+    """``cost[r, c]``: how much MMR's objective drops when candidate ``c`` takes the last
+    slot of row ``r``'s list instead of the item there (both against the other listed
+    items); left at ``inf`` for listed or invalid candidates and for short lists."""
+    n, k = listed.shape
+    for r in numba.prange(n):
+        last = listed[r, k - 1]
+        if last < 0:
+            continue
+        fixed = np.zeros(cand.shape[1], dtype=np.bool_)  # the k - 1 items that stay
+        for j in range(k - 1):
+            fixed[listed[r, j]] = True
+        penalty = np.zeros(cand.shape[1])
         sims = np.zeros(cand.shape[1])
         scratch = np.zeros(0 if is_dense else dim)
-        for r in range(ch * n // n_chunks, (ch + 1) * n // n_chunks):
-            _mmr_steps(
-                cand[r], rel[r], s, s + 1, lam, mean, exposure, share, taken[r], penalty[r],
-                sims, scratch, is_dense, dense, indptr, indices, data, out[r],
+        for j in range(k - 1):
+            _cosines_to(
+                cand[r, listed[r, j]], cand[r], fixed, rel[r], is_dense, dense, indptr,
+                indices, data, scratch, sims,
             )  # fmt: skip
+            for c in range(cand.shape[1]):
+                if not fixed[c] and rel[r, c] > -np.inf:
+                    if mean:
+                        penalty[c] += sims[c] / (k - 1)
+                    elif j == 0 or sims[c] > penalty[c]:
+                        penalty[c] = sims[c]
+        kept = lam * rel[r, last] - (1.0 - lam) * penalty[last]
+        for c in range(cand.shape[1]):
+            if not fixed[c] and c != last and rel[r, c] > -np.inf:
+                cost[r, c] = kept - (lam * rel[r, c] - (1.0 - lam) * penalty[c])
+
+
+@numba.njit(cache=True, nogil=True)
+def _apply_swaps(
+    rows: np.ndarray, cols: np.ndarray, cand: np.ndarray, listed: np.ndarray, counts: np.ndarray
+) -> None:
+    """Take the swaps ``(rows[t], cols[t])`` in order (cheapest first) while the
+    candidate is still in no list, the row has not swapped yet and the item it gives up
+    stays in another list; ``counts`` (n_items,) is how many lists hold each item."""
+    k = listed.shape[1]
+    swapped = np.zeros(listed.shape[0], dtype=np.bool_)
+    for t in range(len(rows)):
+        r, c = rows[t], cols[t]
+        new, old = cand[r, c], cand[r, listed[r, k - 1]]
+        if swapped[r] or counts[new] > 0 or counts[old] < 2:
+            continue
+        counts[old] -= 1
+        counts[new] += 1
+        listed[r, k - 1] = c
+        swapped[r] = True
 
 
 class _VectorReranker(Reranker):
@@ -588,40 +592,45 @@ class MMR(_VectorReranker):
     the row's min-max scaled score. ``lam = 1`` is the plain ranking, ``lam = 0`` pure
     novelty with respect to the list.
 
-    With ``exposure > 0`` the lists of a batch are built together, one position at a
-    time, and a candidate also loses ``exposure * share``, ``share`` being the fraction
-    of the batch's lists that already hold it: items that many users are already shown
-    give way to others, which raises catalog coverage (aggregate diversity; the amortized
-    exposure of Biega, Gummadi & Weikum, "Equity of Attention", SIGIR 2018, applied to
-    the re-ranking of Adomavicius & Kwon, "Improving Aggregate Recommendation Diversity
-    Using Ranking-Based Techniques", IEEE TKDE 2012). A list then depends on the other
-    users re-ranked in the same call; a one-user call is plain MMR.
+    With ``coverage > 0`` a batch's lists then trade a little more relevance for catalog
+    coverage (aggregate diversity: Adomavicius & Kwon, "Improving Aggregate
+    Recommendation Diversity Using Ranking-Based Techniques", IEEE TKDE 2012): the last
+    slot of a list may take a candidate that no list of the batch holds, when that costs
+    MMR's own objective at most ``coverage`` against the item there (both scored against
+    the list's other items, so a swap keeps the list's diversity in view). Swaps go
+    cheapest first across the batch, at most one per list, and never drop an item that
+    no other list holds: coverage only grows. A list then depends on the other users
+    re-ranked in the same call (a batch job: e-mails, nightly lists); a one-user call is
+    plain MMR. On ML-100K this adds +40-70% coverage for under 2% NDCG@10
+    (``benchmarks/bench_rerank.py``), where penalizing already-shown items inside the
+    greedy pass cost 3-5% NDCG@10 for the same coverage.
 
     Parameters
     ----------
     lam : float in [0, 1]
         Weight of relevance against similarity to the listed items (the default was chosen
         on ML-100K validation for EASE, like the other re-rankers': ``bench_rerank.py``).
-    exposure : float >= 0
-        Weight of the batch exposure share (0: lists are independent).
+    coverage : float >= 0
+        The largest drop of the objective a coverage swap may cost (0: no swaps, lists
+        are independent); in the objective's units (relevance is in [0, 1]).
     """
 
     name = "mmr"
     param = "lam"
-    options = ("exposure",)
+    options = ("coverage",)
     sweep: ClassVar[tuple[float, ...]] = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.6, 0.5, 0.3, 0.0)
     #: penalize the mean cosine to the listed items instead of the max
     mean_penalty: ClassVar[bool] = False
 
-    def __init__(self, lam: float = 0.7, exposure: float = 0.0) -> None:
+    def __init__(self, lam: float = 0.7, coverage: float = 0.0) -> None:
         self.lam = self._checked(lam)
         if (
-            not isinstance(exposure, numbers.Real)
-            or isinstance(exposure, bool)
-            or not 0 <= exposure < np.inf
+            not isinstance(coverage, numbers.Real)
+            or isinstance(coverage, bool)
+            or not 0 <= coverage < np.inf
         ):
-            raise ConfigError(f"{self.name}: exposure must be a number >= 0, got {exposure!r}")
-        self.exposure: float = exposure
+            raise ConfigError(f"{self.name}: coverage must be a number >= 0, got {coverage!r}")
+        self.coverage: float = coverage
 
     def _rerank(
         self,
@@ -632,29 +641,23 @@ class MMR(_VectorReranker):
         out: np.ndarray,
     ) -> None:
         sim = self.similarity_.kernel_args()
-        if self.exposure > 0 and len(cand) > 1:
-            self._rerank_exposure(cand, rel, k, out)
-        elif len(cand) == 1:  # one request: a thread launch costs more than the work
+        if len(cand) == 1:  # one request: a thread launch costs more than the work
             _mmr_row(cand[0], rel[0], k, float(self.lam), self.mean_penalty, *sim, out[0])
-        else:
-            _mmr_batch(cand, rel, k, float(self.lam), self.mean_penalty, *sim, out)
+            return
+        _mmr_batch(cand, rel, k, float(self.lam), self.mean_penalty, *sim, out)
+        if self.coverage > 0:
+            self._swap_for_coverage(cand, rel, out)
 
-    def _rerank_exposure(self, cand: np.ndarray, rel: np.ndarray, k: int, out: np.ndarray) -> None:
-        """All rows one position at a time; the exposure shares are counted between steps."""
-        n, n_cand = cand.shape
-        taken = np.zeros((n, n_cand), dtype=np.bool_)
-        penalty = np.zeros((n, n_cand))
-        counts = np.zeros(self.n_items)
-        n_chunks = min(n, 4 * numba.get_num_threads())
-        is_dense, dense, indptr, indices, data, dim = self.similarity_.kernel_args()
-        for s in range(k):
-            _mmr_step_batch(
-                cand, rel, s, float(self.lam), self.mean_penalty, float(self.exposure),
-                counts / n, taken, penalty, is_dense, dense, indptr, indices, data, dim,
-                n_chunks, out,
-            )  # fmt: skip
-            picked = gather(cand, out[:, s : s + 1], -1).ravel()
-            counts += np.bincount(picked[picked >= 0], minlength=self.n_items)
+    def _swap_for_coverage(self, cand: np.ndarray, rel: np.ndarray, out: np.ndarray) -> None:
+        """Give lists' last slots to candidates no list holds, cheapest first (see class)."""
+        cost = np.full(cand.shape, np.inf)
+        sim = self.similarity_.kernel_args()
+        _swap_costs(cand, rel, out, float(self.lam), self.mean_penalty, *sim, cost)
+        listed = gather(cand, out, -1)
+        counts = np.bincount(listed[listed >= 0], minlength=self.n_items)
+        rows, cols = np.nonzero((cost <= self.coverage) & (counts[np.maximum(cand, 0)] == 0))
+        order = np.argsort(cost[rows, cols], kind="stable")  # ties: earlier rows first
+        _apply_swaps(rows[order], cols[order], cand, out, counts)
 
 
 class MeanMMR(MMR):
@@ -669,16 +672,16 @@ class MeanMMR(MMR):
     ----------
     lam : float in [0, 1]
         Weight of relevance against the mean similarity to the listed items.
-    exposure : float >= 0
-        Weight of the batch exposure share (see :class:`MMR`).
+    coverage : float >= 0
+        The largest objective drop of a coverage swap (see :class:`MMR`).
     """
 
     name = "mmr-mean"
     sweep = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.0)
     mean_penalty = True
 
-    def __init__(self, lam: float = 0.5, exposure: float = 0.0) -> None:
-        super().__init__(lam, exposure)
+    def __init__(self, lam: float = 0.5, coverage: float = 0.0) -> None:
+        super().__init__(lam, coverage)
 
 
 # ---------------------------------------------------------------------------- DPP
@@ -956,7 +959,7 @@ def _option_text(value: Any) -> str:
 def parse_rerank(spec: str) -> Reranker:
     """A re-ranker from a spec ``"name:value"`` (or ``"name"`` for its default), e.g.
     ``"mmr:0.3"``, ``"dpp:0.9"``, ``"calibrate:0.5"``, ``"cap:2"``, optionally followed by
-    ``,option=value`` pairs of the class's ``options`` (``"mmr:0.5,exposure=2"``,
+    ``,option=value`` pairs of the class's ``options`` (``"mmr:0.5,coverage=0.1"``,
     ``"calibrate:0.4,discount=false"``).
 
     Raises
@@ -971,8 +974,8 @@ def parse_rerank(spec: str) -> Reranker:
     MMR(lam=0.3)
     >>> parse_rerank("cap:2").spec
     'cap:2'
-    >>> parse_rerank("mmr-mean:0.5,exposure=2")
-    MeanMMR(lam=0.5, exposure=2)
+    >>> parse_rerank("mmr-mean:0.5,coverage=0.1")
+    MeanMMR(lam=0.5, coverage=0.1)
     """
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(
