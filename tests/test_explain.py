@@ -20,6 +20,7 @@ from recstack.explain import (
     deletion_test,
     explain,
     explainer_for,
+    factors,
     influence,
     leave_one_out,
     register,
@@ -41,6 +42,7 @@ from recstack.models import (
     Recommender,
     UserKNN,
 )
+from recstack.models.nmf import _cd_rows
 
 K = 4
 
@@ -62,12 +64,18 @@ def query_histories(data: Interactions) -> Histories:
     counts once, at its last event) and carry values."""
     stored = data.histories(np.arange(10))
     new = Histories.from_lists([[3, 7, 3, 11], [5]], data.n_items, [[2, 4, 5, 1], [3]])
+    return stacked(stored, new)
+
+
+def stacked(*parts: Histories) -> Histories:
+    """The histories of ``parts`` one after another (same catalog)."""
+    offsets = np.cumsum([0] + [p.indptr[-1] for p in parts[:-1]])
     return Histories(
-        np.concatenate([stored.indptr, stored.indptr[-1] + new.indptr[1:]]),
-        np.concatenate([stored.items, new.items]),
-        np.concatenate([stored.values, new.values]),
-        np.concatenate([stored.times, new.times]),
-        data.n_items,
+        np.concatenate([[0]] + [p.indptr[1:] + o for p, o in zip(parts, offsets, strict=True)]),
+        np.concatenate([p.items for p in parts]),
+        np.concatenate([p.values for p in parts]),
+        np.concatenate([p.times for p in parts]),
+        parts[0].n_items,
     )
 
 
@@ -84,6 +92,8 @@ EXACT = [
     ("puresvd", lambda: PureSVD(factors=8)),
     ("puresvd-ratings", lambda: PureSVD(factors=8, binary=False)),
     ("als", lambda: ALS(factors=8, iterations=5, alpha=2.0)),
+    ("nmf", lambda: NMF(factors=6, iterations=20, l1=0.1, l2=0.5)),
+    ("nmf-ratings-unconverged", lambda: NMF(factors=6, fold_in_sweeps=2, binary=False)),
 ]
 
 
@@ -137,13 +147,22 @@ def test_itemknn_terms_by_brute_force(rated: Interactions) -> None:
             np.testing.assert_allclose(attr.terms[e], weight * sim[j, targets[r]], rtol=1e-5)
 
 
-def test_als_hkv_terms_by_brute_force(rated: Interactions) -> None:
+ALS_PARAMS = [{"factors": f, "alpha": a} for f, a in [(6, 0.7), (8, 2.0), (8, 0.0)]]
+
+
+@pytest.mark.parametrize("params", ALS_PARAMS, ids=["k6", "k8", "alpha0"])
+def test_als_hkv_terms_by_brute_force(params: dict, rated: Interactions) -> None:
     """Hu et al. sec. 5 with the dense confidence matrix: terms c_j p_j y_j^T W y_t with
-    W = (Y^T C_u Y + lambda I)^-1; and the same as ALS.explain_weights."""
-    model = ALS(factors=6, iterations=4, alpha=0.7, regularization=0.5).fit(rated)
-    hist = query_histories(rated)
+    W = (Y^T C_u Y + lambda I)^-1, through the k x k system and the m x m one (Woodbury;
+    short histories), with zero values (p = 0); and the same as ALS.explain_weights."""
+    model = ALS(iterations=4, regularization=0.5, **params).fit(rated)
+    zeros = Histories.from_lists([[1, 2, 9], [4, 6]], rated.n_items, [[0, 3, 2], [0, 0]])
+    hist = stacked(query_histories(rated), zeros)
     targets = targets_of(model, hist)
     attr = attribute(model, hist, targets)
+    small = factors.woodbury_rows(np.diff(attr.indptr), params["factors"], K, model.alpha)
+    # both paths are taken (Woodbury needs alpha > 0: D^-1)
+    assert (small.any() and not small.all()) if model.alpha > 0 else not small.any()
     y = model.item_factors_.astype(np.float64)
     csr = hist.to_csr()
     for r in range(len(hist)):
@@ -151,7 +170,8 @@ def test_als_hkv_terms_by_brute_force(rated: Interactions) -> None:
         row = slice(csr.indptr[r], csr.indptr[r + 1])
         c[csr.indices[row]] += model.alpha * csr.data[row]
         w = np.linalg.inv(y.T @ (c[:, None] * y) + model.regularization * np.eye(y.shape[1]))
-        ref = c[csr.indices[row], None] * (y[csr.indices[row]] @ w @ y[targets[r]].T)
+        cp = c[csr.indices[row]] * (csr.data[row] > 0)  # confidence times preference
+        ref = cp[:, None] * (y[csr.indices[row]] @ w @ y[targets[r]].T)
         np.testing.assert_allclose(attr.terms[row], ref, rtol=1e-4, atol=1e-7)
     for col in range(K):
         weights = model.explain_weights(hist, targets[:, col])
@@ -209,8 +229,8 @@ def test_fast_leave_one_out_equals_rescoring(name: str, make, rated: Interaction
     model = make().fit(rated)
     hist = query_histories(rated)
     targets = targets_of(model, hist)
-    fast = attribute(model, hist, targets)
-    assert registry.explainer_for(model) is registry.loo_explainer
+    fast = attribute(model, hist, targets, method="leave-one-out")  # NMF's auto: exact
+    assert any(p in registry.LEAVE_ONE_OUT for p in registry.class_paths(model))
     assert fast.method == "leave-one-out" and not fast.exact
     generic = leave_one_out(model, hist, targets)  # re-scores the catalog per removed item
     scale = np.abs(generic.terms).max()
@@ -220,6 +240,96 @@ def test_fast_leave_one_out_equals_rescoring(name: str, make, rated: Interaction
     np.testing.assert_allclose(fast.terms, brute, atol=1e-5 * max(1.0, scale))
     np.testing.assert_allclose(fast.scores, generic.scores)
     assert 1 in hist.lengths  # the new user [5]: its one item's drop is the whole fold-in
+
+
+USERKNN = [
+    {"neighbors": 5},
+    {"neighbors": None, "weighting": "tfidf", "shrink": 0.0, "alpha": 0.3},
+    {"neighbors": 3, "similarity": "dot", "weighting": "none"},
+    {"neighbors": 4, "binary": False},
+    {"neighbors": 2, "binary": False, "weighting": "none"},
+]
+
+
+@pytest.mark.parametrize("params", USERKNN, ids=["bm25", "all-tfidf", "dot", "values", "none"])
+@pytest.mark.parametrize("signs", ["positive", "mixed"])
+def test_userknn_leave_one_out_equals_rescoring(
+    params: dict, signs: str, rated: Interactions
+) -> None:
+    """Downdating the user similarities picks each variant's neighbours as the model does
+    (same arithmetic and ties): the drops of re-scoring the catalog, to float rounding.
+
+    Twenty stored users are duplicated, so stored users tie exactly, and a stored user's
+    history holds its twin: the twin is no neighbour of the whole history (all its items
+    lie in it) but is one of every variant. Values of both signs turn the pruning of the
+    user scan off (``binary=False``); an empty and a one-item history are included."""
+    frame = rated.to_frame()
+    if signs == "mixed":
+        frame["rating"] -= 3.0
+    twins = frame[frame["user_id"].isin(rated.users.ids[:20])].assign(
+        user_id=lambda f: "twin-" + f["user_id"]
+    )
+    log = Interactions.from_frame(pd.concat([frame, twins]), items=rated.items)
+    model = UserKNN(**params).fit(log)
+    empty = Histories.from_lists([[]], log.n_items)
+    hist = stacked(query_histories(log), log.histories(np.arange(50, 60)), empty)
+    targets = targets_of(model, hist)
+    fast = attribute(model, hist, targets)
+    assert fast.method == "leave-one-out" and explainer_for(model) is registry.loo_explainer
+    generic = leave_one_out(model, hist, targets)  # re-scores the catalog per removed item
+    assert np.abs(generic.terms).max() > 0
+    np.testing.assert_allclose(fast.terms, generic.terms, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(fast.scores, generic.scores, rtol=0, atol=1e-6)
+
+
+def test_nmf_terms_are_the_active_set_solution_when_converged(rated: Interactions) -> None:
+    """A converged fold-in solves the ridge on its active factors A: ``w_A = (G_AA + l2 I)^-1
+    (x H_A - l1)``, so a term is ``x_j h_tA^T (G_AA + l2 I)^-1 (h_jA - l1 / sum x)``."""
+    model = NMF(factors=6, iterations=20, l1=0.2, l2=0.5, fold_in_sweeps=500, binary=False)
+    model.fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    h, gram = model.item_factors_.astype(np.float64), model._item_gram
+    w = model.fold_in(hist)
+    csr = hist.to_csr()
+    for r in range(len(hist)):
+        row = slice(csr.indptr[r], csr.indptr[r + 1])
+        x, active = csr.data[row].astype(np.float64), w[r] > 0
+        inv = np.linalg.inv(gram[np.ix_(active, active)] + model.l2 * np.eye(active.sum()))
+        h_j = h[csr.indices[row]][:, active] - model.l1 / x.sum()
+        ref = x[:, None] * (h_j @ inv @ h[targets[r]][:, active].T)
+        np.testing.assert_allclose(attr.terms[row], ref, rtol=1e-6, atol=1e-9)
+
+
+def test_nmf_terms_follow_the_fold_in_steps(rated: Interactions) -> None:
+    """Unconverged (3 sweeps), the fold-in is still linear in ``u = x H - l1`` between
+    clips: a term is ``x_j`` times the score's derivative along ``h_j``, less the item's
+    share of the derivative along the L1 offset; checked by finite differences of the
+    model's own coordinate descent (float64)."""
+    model = NMF(factors=6, iterations=20, l1=0.3, l2=0.5, fold_in_sweeps=3, binary=False)
+    model.fit(rated)
+    hist = query_histories(rated)
+    targets = targets_of(model, hist)
+    attr = attribute(model, hist, targets)
+    h, csr = model._factors, hist.to_csr()
+
+    def scores(xh: np.ndarray, r: int) -> np.ndarray:
+        w = np.zeros((1, h.shape[1]))
+        _cd_rows(w, model._item_gram, xh[None], model.l1, model.l2, model.fold_in_sweeps)
+        return w[0] @ h[targets[r]].T
+
+    eps = 1e-6
+    for r in range(len(hist)):
+        row = slice(csr.indptr[r], csr.indptr[r + 1])
+        x = csr.data[row].astype(np.float64)
+        xh = x @ h[csr.indices[row]]
+        base = scores(xh, r)
+        along_l1 = (base - scores(xh - eps, r)) / eps  # d score / d l1, negated
+        for e, j in zip(range(row.start, row.stop), csr.indices[row], strict=True):
+            along_j = (scores(xh + eps * h[j], r) - base) / eps
+            ref = x[e - row.start] * (along_j - along_l1 * model.l1 / x.sum())
+            np.testing.assert_allclose(attr.terms[e], ref, rtol=1e-4, atol=1e-7)
 
 
 def _influence_reference(model: BPR, hist: Histories, targets: np.ndarray) -> np.ndarray:
@@ -288,6 +398,21 @@ def test_bpr_influence_matches_its_dense_formula(params: dict, data: Interaction
     np.testing.assert_allclose(
         attr.terms[attr.indptr[one]], brute_force_drops(model, single, targets[one]), atol=1e-5
     )
+
+
+def test_bpr_influence_with_scores_beyond_the_exponential_range(data: Interactions) -> None:
+    """Scores spanning more than 1,400 (factors scaled up): the pairs' sigmoids come from
+    one exponential per pair instead of per item (whose ratios would overflow)."""
+    model = BPR(factors=5, iterations=5, fold_in_iterations=20, num_threads=1).fit(data)
+    model.item_factors_ = model.item_factors_ * 400
+    hist = query_histories(data)
+    targets = targets_of(model, hist)
+    scores = model.score(hist)
+    assert np.ptp(scores, axis=1).max() > 1400 > np.ptp(scores, axis=1).min()
+    attr = attribute(model, hist, targets)
+    with np.errstate(over="ignore"):
+        ref = _influence_reference(model, hist, targets)
+    np.testing.assert_allclose(attr.terms, ref, rtol=1e-9, atol=1e-9 * np.abs(ref).max())
 
 
 def test_bpr_sampler_probabilities_from_the_alias_table(data: Interactions) -> None:
@@ -449,6 +574,25 @@ def test_sentence_names_the_top_items_with_their_titles(titled: Interactions) ->
     assert labels[3] == "A Fish Called Wanda" and labels[5] == titled.items.ids[5]
 
 
+def test_listed_items_are_the_largest_positive_terms() -> None:
+    """explain()'s selection against a sort: the largest positive terms first, ties to the
+    earlier entry, at most k; the denominators of the shares are the rows' sums of |term|."""
+    rng = np.random.default_rng(0)
+    indptr = np.array([0, 0, 1, 6, 20])
+    terms = rng.integers(-2, 4, size=(20, 3)).astype(np.float64)  # ties, zeros, negatives
+    for k in (1, 3, 30):
+        top, den = explain_core._top_terms(indptr, terms, k)
+        assert top.shape == (4, 3, k)
+        for r in range(4):
+            entries = np.arange(indptr[r], indptr[r + 1])
+            for c in range(3):
+                order = entries[np.argsort(-terms[entries, c], kind="stable")]
+                expected = [e for e in order if terms[e, c] > 0][:k]
+                assert top[r, c][top[r, c] >= 0].tolist() == expected
+                assert np.all(top[r, c][len(expected) :] == -1)
+                assert den[r, c] == np.abs(terms[entries, c]).sum()
+
+
 def test_sentence_forms() -> None:
     assert join_names(["A"]) == "A"
     assert join_names(["A", "B"]) == "A and B"
@@ -508,8 +652,9 @@ def test_an_empty_history_is_explained_by_nothing(data: Interactions) -> None:
         lambda: PureSVD(factors=8),
         lambda: ALS(factors=8, iterations=5),
         lambda: UserKNN(neighbors=10),
+        lambda: NMF(factors=8),
     ],
-    ids=["itemknn", "ease", "puresvd", "als", "userknn"],
+    ids=["itemknn", "ease", "puresvd", "als", "userknn", "nmf"],
 )
 def test_deletion_test_on_planted_data(make, data: Interactions) -> None:
     """Removing the top explaining item drops the recommended item's score more than

@@ -9,11 +9,14 @@ one readable sentence ("Because you watched Toy Story and Aladdin").
 model                       explanation (``method``)
 ==========================  ===============================================================
 ItemKNN, EASE, PureSVD      exact decomposition of the score into per-item terms (exact)
+NMF                         exact decomposition of the fold-in's own coordinate-descent
+                            steps, which are linear in the history between clips (exact)
 ALS                         Hu-Koren-Volinsky terms of the folded-in user vector (hkv)
 BPR                         influence-function estimate of the leave-one-out drop of its
                             SGD fold-in, whose re-scored drops are mostly noise (influence)
-BiasedMF, NMF               leave-one-out through the fold-in: Sherman-Morrison updates of
-                            the ridge solve, batched coordinate descent (leave-one-out)
+BiasedMF, UserKNN           leave-one-out without re-scoring the catalog: Sherman-Morrison
+                            updates of the ridge solve, downdated user similarities
+                            (leave-one-out; NMF's batched coordinate descent on request)
 Popularity                  a plain statement of the item's popularity (popularity)
 sequential (torch) models   leave-one-out within the items they read, batched through the
                             network for the targets only; the Transformers' attention
@@ -28,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 
 from recstack.data import Histories
@@ -202,26 +206,65 @@ def explain(
     labels = item_labels(model)
     ids = np.asarray(model.items_.ids, dtype=object)
     notes = np.full(items.shape, "", dtype=object) if attr.notes is None else attr.notes
-    shares = attr.shares()
-    rows = attr.rows
-    out: list[list[Explanation | None]] = [[None] * items.shape[1] for _ in range(len(items))]
-    for col in range(items.shape[1]):  # one sort per target column, then plain lists
-        order = np.lexsort((-attr.terms[:, col], rows))  # by row, largest term first
-        rank = np.arange(len(order)) - attr.indptr[rows[order]]
-        keep = order[(rank < k_items) & (attr.terms[order, col] > 0)]
-        bounds = np.searchsorted(rows[keep], np.arange(len(items) + 1)).tolist()
-        keep_ids = ids[attr.items[keep]].tolist()
-        keep_labels = labels[attr.items[keep]].tolist()
-        keep_shares = shares[keep, col].tolist()
-        item_ids = ids[np.where(valid[:, col], items[:, col], 0)].tolist()
-        for r in np.flatnonzero(valid[:, col]).tolist():  # one object per explained item
-            lo, hi = bounds[r], bounds[r + 1]
-            named = keep_labels[lo : min(hi, lo + NAMED)]
-            out[r][col] = Explanation(
-                item=item_ids[r],
-                score=float(shown[r, col]),
-                text=sentence(named, verb, str(notes[r, col] or "")),
-                items=tuple(zip(keep_ids[lo:hi], keep_shares[lo:hi], strict=True)),
-                method=attr.method,
+    longest = int(np.diff(attr.indptr).max()) if len(attr) else 0
+    top, den = _top_terms(attr.indptr, attr.terms, max(1, min(int(k_items), longest)))
+    n_listed = (top >= 0).sum(axis=2)
+    # the listed entries, by history then target: (history r, target c)'s are at
+    # bounds[r K + c] : bounds[r K + c + 1]
+    bounds = np.concatenate([[0], np.cumsum(n_listed.ravel())]).tolist()
+    listed = top[top >= 0]
+    rows, cols, _ = np.nonzero(top >= 0)
+    listed_ids = ids[attr.items[listed]].tolist()
+    listed_labels = labels[attr.items[listed]].tolist()
+    listed_shares = (attr.terms[listed, cols] / den[rows, cols]).tolist()  # den >= term > 0
+    item_ids = ids[np.where(valid, items, 0)].tolist()
+    shown_l, notes_l, valid_l = shown.tolist(), notes.tolist(), valid.tolist()
+    n_targets = items.shape[1]
+    out: list[list[Explanation]] = []
+    for r in range(len(items)):  # one object per explained item
+        row = []
+        for c, ok in enumerate(valid_l[r]):
+            if not ok:
+                continue
+            lo, hi = bounds[r * n_targets + c], bounds[r * n_targets + c + 1]
+            row.append(
+                Explanation(
+                    item=item_ids[r][c],
+                    score=float(shown_l[r][c]),
+                    text=sentence(
+                        listed_labels[lo : min(hi, lo + NAMED)], verb, notes_l[r][c] or ""
+                    ),
+                    items=tuple(zip(listed_ids[lo:hi], listed_shares[lo:hi], strict=True)),
+                    method=attr.method,
+                )
             )
-    return [[e for e in row if e is not None] for row in out]
+        out.append(row)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _top_terms(indptr: np.ndarray, terms: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (at most) ``k`` entries with the largest positive terms of each row and target,
+    largest first (ties: the earlier entry), ``-1`` padded, (n, K, k) int64; and each row's
+    sum of ``|term|`` per target, (n, K) float64 (the denominator of
+    :meth:`Attribution.shares`)."""
+    n, n_targets = len(indptr) - 1, terms.shape[1]
+    top = np.full((n, n_targets, k), -1, dtype=np.int64)
+    den = np.zeros((n, n_targets))
+    count = np.zeros(n_targets, dtype=np.int64)
+    for r in range(n):
+        count[:] = 0
+        for e in range(indptr[r], indptr[r + 1]):
+            for c in range(n_targets):
+                v = terms[e, c]
+                den[r, c] += abs(v)
+                last = count[c] - 1
+                if v <= 0.0 or (count[c] == k and not v > terms[top[r, c, last], c]):
+                    continue
+                pos = min(count[c], k - 1)  # insert, shifting the smaller terms down
+                while pos > 0 and terms[top[r, c, pos - 1], c] < v:
+                    top[r, c, pos] = top[r, c, pos - 1]
+                    pos -= 1
+                top[r, c, pos] = e
+                count[c] = min(count[c] + 1, k)
+    return top, den

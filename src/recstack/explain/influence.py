@@ -58,6 +58,7 @@ def _influence_row(
     p: np.ndarray,
     items: np.ndarray,
     negatives: np.ndarray,
+    neg_items: np.ndarray,
     weights: np.ndarray,
     verify: bool,
     reg: float,
@@ -66,7 +67,17 @@ def _influence_row(
 ) -> None:
     """``out[e, c] = drop`` of target ``targets[c]`` without entry ``e`` of the row
     ``indices[lo:hi]`` folded in as ``p`` (module docstring); ``items`` (N, k + 1) factors
-    with the bias last, ``weights`` the sampler's probability of each item."""
+    with the bias last, ``neg_items`` those of ``negatives``, ``weights`` the sampler's
+    probability of each item.
+
+    A pair's ``sigmoid(s_i - s_n)`` is ``e_i / (e_i + e_n)`` with ``e = exp(s - centre)``:
+    one exponential per item, not per pair (when the scores span less than 1,400, so that
+    no ``e`` overflows). The Hessian is accumulated row by row of its lower triangle (each
+    row stays in cache while the history's and the negatives' factors stream by). The
+    gradients are only ever read through ``v_c = H^-1 q_t``, so they are never formed:
+    ``v_c . g_i`` comes from the pairs' weights and the ``K x (N + m)`` products
+    ``v_c . q``.
+    """
     k = items.shape[1] - 1
     n_targets = len(targets)
     n_neg = len(negatives)
@@ -92,96 +103,124 @@ def _influence_row(
         total += pi[b]
         s = 0.0
         for f in range(k + 1):
-            s += p[f] * items[j, f]
+            s += p[f] * neg_items[b, f]
         s_neg[b] = s
     for b in range(n_neg):
         pi[b] /= total
+    qh = np.empty((m, k + 1))  # the history's factors, contiguous
     s_hist = np.empty(m)
     for e in range(m):
         s = 0.0
         for f in range(k + 1):
-            s += p[f] * items[indices[lo + e], f]
+            qh[e, f] = items[indices[lo + e], f]
+            s += p[f] * qh[e, f]
         s_hist[e] = s
-    h = np.zeros((k, k))
+    lowest = min(s_hist.min(), s_neg.min())
+    highest = max(s_hist.max(), s_neg.max())
+    ratios = highest - lowest < 1400.0
+    centre = 0.5 * (lowest + highest)
+    e_hist = np.exp(s_hist - centre)
+    e_neg = np.exp(s_neg - centre)
+    pair_r = np.zeros((m, n_neg))  # the gradient's weight of each pair
+    r_sums = np.zeros(m)
+    wq = np.zeros((m, k))  # sum_n w_in q_n per history item
+    a = np.zeros(m)
     c_neg = np.zeros(n_neg)
-    wq = np.empty(k)
-    grads = np.zeros((m, k))
     for e in range(m):
-        qi = items[indices[lo + e]]
-        g = grads[e]
-        a, r_sum = 0.0, 0.0
-        wq[:] = 0.0
+        wqe = wq[e]
         for b in range(n_neg):
             if pi[b] == 0.0:
                 continue
-            sig = 1.0 / (1.0 + np.exp(s_neg[b] - s_hist[e]))  # sigmoid(s_i - s_n)
-            r = pi[b] * (1.0 - sig)  # the gradient's weight of the pair
-            w = r * sig  # the Hessian's
-            qn = items[negatives[b]]
+            if ratios:  # sigmoid(s_i - s_n)
+                sig = e_hist[e] / (e_hist[e] + e_neg[b])
+            else:
+                sig = 1.0 / (1.0 + np.exp(s_neg[b] - s_hist[e]))
+            r = pi[b] * (1.0 - sig)
+            w = r * sig  # the Hessian's weight
+            qn = neg_items[b]
             for f in range(k):
-                g[f] += r * qn[f]
-                wq[f] += w * qn[f]
-            a += w
-            r_sum += r
+                wqe[f] += w * qn[f]
+            pair_r[e, b] = r
+            r_sums[e] += r
+            a[e] += w
             c_neg[b] += w
-        for f in range(k):
-            g[f] -= r_sum * qi[f]
-        # H += a q_i q_i^T - q_i wq^T - wq q_i^T (lower triangle)
-        for f in range(k):
-            for t in range(f + 1):
-                h[f, t] += a * qi[f] * qi[t] - qi[f] * wq[t] - wq[f] * qi[t]
-    for b in range(n_neg):  # + sum_n c_n q_n q_n^T
-        if c_neg[b] == 0.0:
-            continue
-        qn = items[negatives[b]]
-        for f in range(k):
-            for t in range(f + 1):
-                h[f, t] += c_neg[b] * qn[f] * qn[t]
+    # H = (1/m) [sum_i a_i q_i q_i^T - q_i wq_i^T - wq_i q_i^T + sum_n c_n q_n q_n^T] + reg I
+    h = np.zeros((k, k))
     for f in range(k):
+        row = h[f]
+        for e in range(m):
+            u = a[e] * qh[e, f] - wq[e, f]
+            q_f = qh[e, f]
+            qe = qh[e]
+            we = wq[e]
+            for t in range(f + 1):
+                row[t] += u * qe[t] - q_f * we[t]
+        for b in range(n_neg):
+            if c_neg[b] == 0.0:
+                continue
+            cf = c_neg[b] * neg_items[b, f]
+            qn = neg_items[b]
+            for t in range(f + 1):
+                row[t] += cf * qn[t]
         for t in range(f + 1):
-            h[f, t] /= m
-        h[f, f] += reg
+            row[t] /= m
+        row[f] += reg
     K._cholesky(h)
-    v = np.empty((n_targets, k))
+    # everything else is read through v_c = H^-1 q_t: v_c . g_i = sum_n r_in (v_c . q_n)
+    # - r_i (v_c . q_i), with g_i = sum_n r_in q_n - r_i q_i item i's gradient
+    v = np.empty(k)
+    v_neg = np.zeros((n_targets, n_neg))
+    v_hist = np.zeros((n_targets, m))
     for c in range(n_targets):
         for f in range(k):
-            v[c, f] = items[targets[c], f]
-        K._cho_solve(h, v[c])
-    mean = np.zeros(k)
-    for e in range(m):
-        for f in range(k):
-            mean[f] += grads[e, f] / m
+            v[f] = items[targets[c], f]
+        K._cho_solve(h, v)
+        for b in range(n_neg):
+            s = 0.0
+            for f in range(k):
+                s += v[f] * neg_items[b, f]
+            v_neg[c, b] = s
+        for e in range(m):
+            s = 0.0
+            for f in range(k):
+                s += v[f] * qh[e, f]
+            v_hist[c, e] = s
+    v_grad = np.zeros((n_targets, m))
+    v_mean = np.zeros(n_targets)
+    for c in range(n_targets):
+        for e in range(m):
+            s = -r_sums[e] * v_hist[c, e]
+            for b in range(n_neg):
+                s += pair_r[e, b] * v_neg[c, b]
+            v_grad[c, e] = s
+            v_mean[c] += s / m
     in_history = 0.0  # the sampler's probability of drawing a history item
     for e in range(lo, hi):
         in_history += weights[indices[e]]
-    delta = np.empty(k)
-    pulled = np.empty(k)
+    pulled = np.empty(n_targets)
     for e in range(m):
-        # mean - g_j + eps_j sum_{i != j} (grad_ij - g_i), grad_ij = r_ij (q_j - q_i)
+        # v . (mean - g_j + eps_j sum_{i != j} (grad_ij - g_i)), grad_ij = r_ij (q_j - q_i)
         j = indices[lo + e]
-        for f in range(k):
-            delta[f] = mean[f] - grads[e, f]
         eps = weights[j] / (1.0 - in_history + weights[j]) if verify else 0.0
         if eps > 0.0:
-            pulled[:] = 0.0  # sum_{i != j} r_ij q_i
+            pulled[:] = 0.0  # v . sum_{i != j} r_ij q_i
             r_sum = 0.0
             for i2 in range(m):
                 if i2 == e:
                     continue
-                r = 1.0 / (1.0 + np.exp(s_hist[i2] - s_hist[e]))  # 1 - sigmoid(s_i - s_j)
+                if ratios:  # 1 - sigmoid(s_i - s_j)
+                    r = e_hist[e] / (e_hist[e] + e_hist[i2])
+                else:
+                    r = 1.0 / (1.0 + np.exp(s_hist[i2] - s_hist[e]))
                 r_sum += r
-                qi = items[indices[lo + i2]]
-                for f in range(k):
-                    pulled[f] += r * qi[f]
-            qj = items[j]
-            for f in range(k):
-                others = m * mean[f] - grads[e, f]  # sum_{i != j} g_i
-                delta[f] += eps * (r_sum * qj[f] - pulled[f] - others)
+                for c in range(n_targets):
+                    pulled[c] += r * v_hist[c, i2]
         for c in range(n_targets):
-            s = 0.0
-            for f in range(k):
-                s += v[c, f] * delta[f]
-            out[lo + e, c] = s / (m - 1)
+            drop = v_mean[c] - v_grad[c, e]
+            if eps > 0.0:
+                others = m * v_mean[c] - v_grad[c, e]  # v . sum_{i != j} g_i
+                drop += eps * (r_sum * v_hist[c, e] - pulled[c] - others)
+            out[lo + e, c] = drop / (m - 1)
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -191,6 +230,7 @@ def _influence(
     users: np.ndarray,
     items: np.ndarray,
     negatives: np.ndarray,
+    neg_items: np.ndarray,
     weights: np.ndarray,
     verify: bool,
     reg: float,
@@ -201,8 +241,8 @@ def _influence(
     parallel; ``users`` (n, k + 1) are the folded-in vectors."""
     for u in numba.prange(len(indptr) - 1):
         _influence_row(
-            indptr[u], indptr[u + 1], indices, users[u], items, negatives, weights, verify, reg,
-            targets[u], out,
+            indptr[u], indptr[u + 1], indices, users[u], items, negatives, neg_items, weights,
+            verify, reg, targets[u], out,
         )  # fmt: skip
 
 
@@ -230,8 +270,9 @@ def bpr_influence(model: BPR, histories: Histories, targets: np.ndarray) -> Attr
     terms = np.zeros((x.nnz, targets.shape[1]))
     _influence(
         x.indptr.astype(np.int64), x.indices.astype(np.int64), users.astype(np.float64),
-        items.astype(np.float64), negatives.astype(np.int64), probs, bool(model.verify_negative),
-        float(model.regularization), targets, terms,
+        items.astype(np.float64), negatives.astype(np.int64),
+        np.ascontiguousarray(items[negatives], dtype=np.float64), probs,
+        bool(model.verify_negative), float(model.regularization), targets, terms,
     )  # fmt: skip
     scores = np.einsum("nf,nkf->nk", users, items[targets]).astype(np.float64)  # as score()
     return Attribution(

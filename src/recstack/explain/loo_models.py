@@ -11,10 +11,11 @@ tests compare them with the generic path) at a fraction of the cost:
   regularization, the same for every ``j``). One Cholesky factor per history and the
   Sherman-Morrison formula give every ``j``'s solution: the classic leave-one-out update
   ``x_-j = x + B^-1 z_j (z_j . x - y_j) / (1 - z_j^T B^-1 z_j)``.
-- :class:`~recstack.models.NMF`: the fold-in's coordinate descent starts from zero with a
-  fixed Gram and ``x H``, which loses item ``j``'s row of ``H``; it is re-run for all
-  variants at once (with the gradient kept up to date, which skips the work of the many
-  coordinates that stay 0), and only the targets are scored.
+- :class:`~recstack.models.NMF` (``method="leave-one-out"``; its default explanation is the
+  exact decomposition of :mod:`recstack.explain.factors`): the fold-in's coordinate descent
+  starts from zero with a fixed Gram and ``x H``, which loses item ``j``'s row of ``H``; it
+  is re-run for all variants at once (with the gradient kept up to date, which skips the
+  work of the many coordinates that stay 0), and only the targets are scored.
 - the torch sequence models: the variants' input windows go through the network in large
   batches of similar length, and only the targets' output embeddings are read (not the
   catalog's).

@@ -17,10 +17,11 @@ from recstack.data import Histories
 from recstack.errors import ConfigError
 from recstack.explain.attribution import Attribution
 from recstack.explain.baselines import popularity_attribution
-from recstack.explain.factors import als_attribution
+from recstack.explain.factors import als_attribution, nmf_attribution
 from recstack.explain.influence import bpr_influence
 from recstack.explain.linear import ease_attribution, itemknn_attribution, puresvd_attribution
 from recstack.explain.loo import leave_one_out
+from recstack.explain.loo_knn import userknn_leave_one_out
 from recstack.explain.loo_models import (
     biased_mf_leave_one_out,
     nmf_leave_one_out,
@@ -38,6 +39,7 @@ _SEQUENTIAL = "recstack.models.neural.base:SequentialRecommender"
 #: ``"module:Class"`` -> a faster path to the same leave-one-out drops (``loo_models``)
 LEAVE_ONE_OUT: dict[str, Explainer] = {
     "recstack.models.biased_mf:BiasedMF": biased_mf_leave_one_out,
+    "recstack.models.knn:UserKNN": userknn_leave_one_out,
     "recstack.models.nmf:NMF": nmf_leave_one_out,
     _SEQUENTIAL: sequential_leave_one_out,
 }
@@ -58,6 +60,7 @@ EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.ease:EASE": ease_attribution,
     "recstack.models.svd:PureSVD": puresvd_attribution,
     "recstack.models.als:ALS": als_attribution,
+    "recstack.models.nmf:NMF": nmf_attribution,
     "recstack.models.bpr:BPR": bpr_influence,
     "recstack.models.baselines:Popularity": popularity_attribution,
 }
