@@ -39,41 +39,6 @@ if TYPE_CHECKING:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _hkv_direct(
-    lo: int,
-    hi: int,
-    indices: np.ndarray,
-    data: np.ndarray,
-    alpha: float,
-    factors: np.ndarray,
-    gram: np.ndarray,
-    targets: np.ndarray,
-    out: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    w: np.ndarray,
-) -> None:
-    """The terms of one row by its ``k x k`` system, built and factored as ALS's exact
-    fold-in does (its kernels); ``a, b, w`` are scratch."""
-    k = factors.shape[1]
-    K._build_system(lo, hi, indices, data, alpha, factors, gram, a, b, w)
-    K._cholesky(a)
-    for c in range(len(targets)):
-        y_t = factors[targets[c]]
-        for f in range(k):
-            b[f] = y_t[f]
-        K._cho_solve(a, b)  # b = W_u y_t
-        for e in range(lo, hi):
-            r = np.float64(data[e])
-            if r > 0.0:
-                y = factors[indices[e]]
-                s = 0.0
-                for f in range(k):
-                    s += y[f] * b[f]
-                out[e, c] = (1.0 + alpha * r) * s
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
 def _hkv_woodbury(
     lo: int,
     hi: int,
@@ -143,8 +108,8 @@ def _hkv_terms(
     ``t = targets[u, k]``, with ``c = 1 + alpha r``, ``p = [r > 0]``; ``gram`` is
     ``Y^T Y + lambda I`` and ``solved`` ``Y gram^-1`` (float64). A row goes through its
     ``m x m`` system (:func:`_hkv_woodbury`) where ``small`` says so, else through its
-    ``k x k`` one (:func:`_hkv_direct`); the row chunks ``bounds`` in parallel (no BLAS: a
-    BLAS thread pool on a busy machine costs 20x here)."""
+    ``k x k`` one (ALS's :func:`~recstack.models._als_kernels.hkv_row`); the row chunks
+    ``bounds`` in parallel (no BLAS: a BLAS thread pool on a busy machine costs 20x here)."""
     k = factors.shape[1]
     for ch in numba.prange(len(bounds) - 1):
         longest = K._max_row_length(indptr, bounds[ch], bounds[ch + 1])
@@ -162,8 +127,8 @@ def _hkv_terms(
                 _hkv_woodbury(lo, hi, indices, data, alpha, factors, solved, targets[u], out,
                               bb, s, pos)  # fmt: skip
             else:
-                _hkv_direct(lo, hi, indices, data, alpha, factors, gram, targets[u], out,
-                            a, b, w)  # fmt: skip
+                K.hkv_row(lo, hi, indices, data, alpha, factors, gram, targets[u], out,
+                          a, b, w)  # fmt: skip
 
 
 @numba.njit(parallel=True, cache=True, nogil=True, fastmath=True)

@@ -321,6 +321,43 @@ def exact_half_step(
                 factors[u, f] = b[f]
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def hkv_row(
+    lo: int,
+    hi: int,
+    indices: np.ndarray,
+    data: np.ndarray,
+    alpha: float,
+    other: np.ndarray,
+    gram: np.ndarray,
+    targets: np.ndarray,
+    out: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    w: np.ndarray,
+) -> None:
+    """Hu et al. section 5 for the row of entries ``lo:hi``: ``out[e, c] = c_e p_e y_e^T
+    W_u y_t`` for ``t = targets[c]``, with ``W_u = (Y^T C_u Y + lam I)^-1`` built and
+    factored once as the exact fold-in does; entries with ``r <= 0`` are left as they
+    are. ``a (k, k), b (k,), w (>= hi - lo,)`` are scratch."""
+    k = other.shape[1]
+    _build_system(lo, hi, indices, data, alpha, other, gram, a, b, w)
+    _cholesky(a)
+    for c in range(len(targets)):
+        y_t = other[targets[c]]
+        for f in range(k):
+            b[f] = y_t[f]
+        _cho_solve(a, b)  # b = W_u y_t
+        for e in range(lo, hi):
+            r = np.float64(data[e])
+            if r > 0.0:
+                y = other[indices[e]]
+                s = 0.0
+                for f in range(k):
+                    s += y[f] * b[f]
+                out[e, c] = (1.0 + alpha * r) * s
+
+
 @numba.njit(fastmath=True, cache=True, nogil=True)
 def explain_solve(
     indptr: np.ndarray,
@@ -331,34 +368,21 @@ def explain_solve(
     gram: np.ndarray,
     targets: np.ndarray,
 ) -> np.ndarray:
-    """Contribution of each entry of row ``u`` to the score of item ``targets[u]``.
-
-    Hu et al. section 5: ``score_ut = sum_j c_uj p_uj (y_j^T W_u y_t)`` with
-    ``W_u = (Y^T C_u Y + lam I)^-1``; returns the terms, aligned with ``data`` (float64).
-    One row at a time (explanations are asked for a few recommendations).
+    """Contribution of each entry of row ``u`` to the score of item ``targets[u]``
+    (:func:`hkv_row`): ``score_ut = sum_j c_uj p_uj (y_j^T W_u y_t)``; returns the terms,
+    aligned with ``data`` (float64). One row at a time (explanations are asked for a few
+    recommendations).
     """
     k = other.shape[1]
     n = len(indptr) - 1
-    out = np.zeros(len(data), dtype=np.float64)
+    out = np.zeros((len(data), 1), dtype=np.float64)
     a = np.empty((k, k), dtype=np.float64)
     b = np.empty(k, dtype=np.float64)
     w = np.empty(_max_row_length(indptr, 0, n), dtype=np.float64)
     for u in range(n):
-        _build_system(indptr[u], indptr[u + 1], indices, data, alpha, other, gram, a, b, w)
-        _cholesky(a)
-        y_t = other[targets[u]]
-        for f in range(k):
-            b[f] = y_t[f]
-        _cho_solve(a, b)  # b = W_u y_t
-        for e in range(indptr[u], indptr[u + 1]):
-            r = np.float64(data[e])
-            if r > 0.0:
-                y = other[indices[e]]
-                s = 0.0
-                for f in range(k):
-                    s += y[f] * b[f]
-                out[e] = (1.0 + alpha * r) * s
-    return out
+        hkv_row(indptr[u], indptr[u + 1], indices, data, alpha, other, gram, targets[u : u + 1],
+                out, a, b, w)  # fmt: skip
+    return out[:, 0]
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True)
