@@ -168,6 +168,27 @@ def test_fold_in_is_per_history() -> None:
     assert not np.array_equal(model.user_vectors(hist), vecs)
 
 
+def test_fold_in_moves_smoothly_with_the_history() -> None:
+    """The fold-in's negatives are keyed by (seed, pass, item), not by the whole history:
+    removing one item changes its own steps, not every draw, so the score changes it
+    causes are signal rather than sampling noise, and two seeds agree on them: 0.94 here,
+    where a stream seeded by the whole history (as before) gave 0.56 (0.06 on ML-100K)."""
+    data = make_shop(n_users=300, n_items=120, seed=1, with_text=False)
+    model = BPR(factors=16, learning_rate=0.05, iterations=30, num_threads=1).fit(data)
+    rows = [data.histories([u]).items for u in range(8)]
+    drops = []
+    for seed in (0, 1):
+        model.seed = seed
+        per_seed = []
+        for items in rows:
+            items = np.unique(items)
+            without = [np.delete(items, e) for e in range(len(items))]
+            scores = model.score(Histories.from_lists([items, *without], data.n_items))
+            per_seed.append(scores[0] - scores[1:])  # (m, n_items): each item's removal
+        drops.append(np.concatenate(per_seed))
+    assert np.corrcoef(drops[0].ravel(), drops[1].ravel())[0, 1] > 0.8
+
+
 # --------------------------------------------------------------------- structure
 def test_checkerboard() -> None:
     data = checkerboard_data(50)

@@ -424,21 +424,17 @@ def test_bpr_sampler_probabilities_from_the_alias_table(data: Interactions) -> N
     np.testing.assert_allclose(influence.sampler_probabilities(uniform), 1 / data.n_items)
 
 
-def test_bpr_influence_tracks_converged_leave_one_out(data: Interactions) -> None:
-    """With a long, slow fold-in (close to its optimum) and every catalog item among the
-    sampled negatives, the Newton-step estimate follows the re-scored drops (averaged over
-    two fold-in seeds); on ML-100K see ``recstack.explain.influence``."""
-    model = BPR(factors=4, iterations=30, fold_in_iterations=400, fold_in_learning_rate=0.05,
-                num_threads=1).fit(data)  # fmt: skip
+def test_bpr_influence_tracks_leave_one_out(data: Interactions) -> None:
+    """The Newton-step estimate follows the re-scored drops of the model's own fold-in (its
+    negatives are common random numbers, so the drops are signal, not sampling noise): 0.83
+    here, 0.75 with a fold-in stream seeded by the whole history (as before); on ML-100K see
+    ``recstack.explain.influence``."""
+    model = BPR(factors=4, iterations=30, num_threads=1).fit(data)
     hist = data.histories(np.arange(12))
     targets = targets_of(model, hist)
     attr = attribute(model, hist, targets)
-    drops = []
-    for seed in (0, 1):
-        model.seed = seed
-        drops.append(leave_one_out(model, hist, targets).terms)
-    model.seed = 0
-    assert np.corrcoef(attr.terms.ravel(), np.mean(drops, axis=0).ravel())[0, 1] > 0.75
+    drops = leave_one_out(model, hist, targets).terms
+    assert np.corrcoef(attr.terms.ravel(), drops.ravel())[0, 1] > 0.8
 
 
 def test_leave_one_out_of_a_linear_model_is_its_exact_decomposition(data: Interactions) -> None:

@@ -13,7 +13,7 @@ NMF                         exact decomposition of the fold-in's own coordinate-
                             steps, which are linear in the history between clips (exact)
 ALS                         Hu-Koren-Volinsky terms of the folded-in user vector (hkv)
 BPR                         influence-function estimate of the leave-one-out drop of its
-                            SGD fold-in, whose re-scored drops are mostly noise (influence)
+                            SGD fold-in, without re-running it per item (influence)
 BiasedMF, UserKNN           leave-one-out without re-scoring the catalog: Sherman-Morrison
                             updates of the ridge solve, downdated user similarities
                             (leave-one-out; NMF's batched coordinate descent on request)

