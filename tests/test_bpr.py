@@ -189,6 +189,26 @@ def test_fold_in_moves_smoothly_with_the_history() -> None:
     assert np.corrcoef(drops[0].ravel(), drops[1].ravel())[0, 1] > 0.8
 
 
+def test_fold_in_memo_returns_what_a_fresh_fold_in_gives() -> None:
+    """The last batch is remembered (explanations fold the recommended histories in again);
+    a hit must equal a fresh fold-in, and a new history, seed or fit must miss."""
+    data = planted_data(seed=7)
+    model = BPR(**FAST).fit(data)  # type: ignore[arg-type]
+    hist = data.histories(np.arange(6))
+    first = model.user_vectors(hist)
+    first[:] = 0.0  # the caller's copy: the memo must not see this
+    again = model.user_vectors(hist)
+    fresh = BPR(**FAST).fit(data).user_vectors(hist)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(again, fresh)
+    other = data.histories(np.arange(1, 7))
+    np.testing.assert_array_equal(model.user_vectors(other)[:5], again[1:])
+    model.seed = 5
+    assert not np.array_equal(model.user_vectors(hist), again)
+    model.seed = 0
+    model.fit(data.select(np.arange(data.n_events - 3)))  # new item factors
+    assert not np.array_equal(model.user_vectors(hist), again)
+
+
 # --------------------------------------------------------------------- structure
 def test_checkerboard() -> None:
     data = checkerboard_data(50)
