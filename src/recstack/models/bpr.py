@@ -197,6 +197,16 @@ _prefetch_read = _prefetcher(0)
 _prefetch_write = _prefetcher(1)
 
 
+@numba.njit(inline="always")
+def _pull(pu: np.ndarray, pi: np.ndarray, pj: np.ndarray) -> np.float32:
+    """``sigmoid(x_uj - x_ui)`` of a triple, vectors with the bias last: the weight of its
+    BPR gradient (the probability that the negative is ranked above the positive)."""
+    x = np.float32(0.0)
+    for f in range(len(pu)):
+        x += pu[f] * (pi[f] - pj[f])
+    return np.float32(1.0) / (np.float32(1.0) + np.exp(x))
+
+
 @numba.njit(fastmath=_FASTMATH, cache=True)
 def _chunk(
     c: int,
@@ -253,10 +263,7 @@ def _chunk(
         pu = user_factors[u]
         pi = item_factors[i]
         pj = item_factors[j]
-        x = np.float32(0.0)
-        for f in range(k + 1):
-            x += pu[f] * (pi[f] - pj[f])
-        z = np.float32(1.0) / (np.float32(1.0) + np.exp(x))
+        z = _pull(pu, pi, pj)
         if z < 0.5:
             correct += 1
         for f in range(k):
@@ -360,10 +367,7 @@ def _fold_in(
                     continue
                 pi = item_factors[i]
                 pj = item_factors[j]
-                x = np.float32(0.0)
-                for f in range(k + 1):
-                    x += pu[f] * (pi[f] - pj[f])
-                z = np.float32(1.0) / (np.float32(1.0) + np.exp(x))
+                z = _pull(pu, pi, pj)
                 lrt = lr * np.float32(1.0 - (t * m + e) / total)
                 for f in range(k):
                     pu[f] += lrt * (z * (pi[f] - pj[f]) - reg * pu[f])
