@@ -19,7 +19,11 @@ torch = pytest.importorskip("torch")
 
 from recstack.models.neural.sasrec import SASRec  # noqa: E402
 from recstack.models.neural.sequences import last_items, training_windows  # noqa: E402
-from recstack.models.neural.training import trim_padding  # noqa: E402
+from recstack.models.neural.training import (  # noqa: E402
+    catalog_loss,
+    earlier_items,
+    trim_padding,
+)
 
 FAST = {"dim": 16, "heads": 2, "layers": 1, "epochs": 3, "verbose": False, "device": "cpu"}
 
@@ -72,9 +76,62 @@ def successor_hit_rate(model: SASRec, succ: dict[str, str]) -> float:
 
 def test_sasrec_learns_a_planted_next_item_rule() -> None:
     data, succ = cycle_data()
-    model = SASRec(dim=32, heads=2, layers=1, max_len=20, epochs=40, verbose=False, seed=0)
+    model = SASRec(
+        dim=32, heads=2, layers=1, max_len=20, epochs=40, exclude_seen=False, verbose=False
+    )
     model.fit(data)
     assert successor_hit_rate(model, succ) >= 0.95
+
+
+def test_training_without_seen_items_learns_the_rule_among_unseen_ones() -> None:
+    """With ``exclude_seen`` (the default) a position's earlier items leave its softmax:
+    the rule is learned among the items a history has not seen, which is what scoring
+    ranks by default; seen items get no training signal, so ``recommend(...,
+    exclude_seen=False)`` needs a model trained with ``exclude_seen=False`` (above)."""
+    data, succ = cycle_data()
+    model = SASRec(dim=32, heads=2, layers=1, max_len=20, epochs=40, verbose=False).fit(data)
+    rng = np.random.default_rng(1)
+    items = sorted(succ)
+    chains = []
+    for _ in range(100):
+        chain = [items[int(rng.integers(len(items)))]]
+        for _ in range(int(rng.integers(1, 8))):
+            chain.append(succ[chain[-1]])
+        chains.append(chain)
+    top = model.recommend(histories=chains, k=1).item_ids[:, 0]
+    assert np.mean(top == np.array([succ[c[-1]] for c in chains])) >= 0.95
+    assert successor_hit_rate(model, succ) < 0.8  # seen items, never pushed down, crowd in
+
+
+def test_earlier_items_are_what_each_position_has_seen() -> None:
+    inputs = torch.tensor([[0, 0, 3, 1, 4], [2, 5, 6, 7, 1]])
+    targets = torch.tensor([[0, 3, 1, 4, 9], [5, 6, 7, 1, 3]])
+    got = earlier_items(inputs, targets)
+    assert got.shape == (2, 5, 5)
+    for b, t in itertools.product(range(2), range(5)):
+        own = int(targets[b, t]) - 1
+        seen = {int(i) - 1 for i in inputs[b, : t + 1] if i > 0}
+        assert set(got[b, t].tolist()) - {own} == seen - {own}
+
+
+def test_excluded_items_leave_the_softmax_but_the_target_stays() -> None:
+    gen = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(6, 4, dtype=torch.float64)
+    targets = torch.tensor([1, 4, 0])
+    exclude = torch.tensor([[2, 3, 1], [4, 4, 4], [0, 5, 5]])  # rows 0, 2 list their target
+    got = catalog_loss(
+        hidden, targets, weights, loss="ce", negatives=1, log_q=None, generator=gen,
+        exclude=exclude,
+    )  # fmt: skip
+    logits = (hidden @ weights.T).detach().numpy()
+    want = 0.0
+    for r, t in enumerate(targets.tolist()):
+        keep = [j for j in range(6) if j == t or j not in exclude[r].tolist()]
+        want -= logits[r, t] - np.log(np.exp(logits[r, keep]).sum())
+    assert got.item() == pytest.approx(want / 3, rel=1e-12)
+    got.backward()  # the left-out logits carry no gradient, and nothing is NaN
+    assert hidden.grad is not None and torch.isfinite(hidden.grad).all()
 
 
 def test_sampled_softmax_learns_the_rule_too() -> None:
@@ -175,6 +232,7 @@ def test_attention_weights_view() -> None:
         ("epochs", 2.5),
         ("device", "tpu"),
         ("verbose", "yes"),
+        ("exclude_seen", 1),
     ],
 )
 def test_bad_parameters_name_themselves(param: str, value: object) -> None:

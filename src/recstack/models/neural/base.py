@@ -85,6 +85,8 @@ class SequentialRecommender(Recommender):
 
     #: outputs do not depend on leading all-padding input columns (see TrainConfig)
     trims_padding: ClassVar[bool] = False
+    #: a model with an ``exclude_seen`` parameter overrides this (see SASRec)
+    exclude_seen: bool = False
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         "dim": ("categorical", [32, 64, 128]),
         "dropout": ("float", 0.0, 0.5),
@@ -128,8 +130,9 @@ class SequentialRecommender(Recommender):
         _check_float("clip_norm", self.clip_norm, 0.0, math.inf)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if not isinstance(self.verbose, bool):
-            raise ConfigError(f"verbose must be True or False, got {self.verbose!r}")
+        for key in ("verbose", "exclude_seen"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
         self._device()  # a bad device name fails here, before training
 
     def _device(self) -> torch.device:
@@ -215,6 +218,7 @@ class SequentialRecommender(Recommender):
             verbose=self.verbose,
             name=type(self).__name__,
             trim_padding=self.trims_padding,
+            exclude_seen=self.exclude_seen,
         )
         result = train(
             self._net,

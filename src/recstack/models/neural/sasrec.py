@@ -25,6 +25,13 @@ class SASRec(TransformerRecommender):
     shared protocol (``benchmarks/bench_sequential.py``; BENCHMARKS.md lists them): dropout
     0.5 (as RecBole's tuned SASRec) with a patience of 20 epochs, since the validation
     curve is noisy and keeps climbing slowly.
+
+    ``exclude_seen`` (training, full softmax): each position's softmax leaves out the items
+    it has already seen (its window's earlier items), as ``recommend`` leaves a history's
+    items out by default. On ML-100K: validation NDCG@10 .1273 against .1216, test .1124
+    against .1095, RecBole's best validation reached in 215 s against 274 s. Set it to
+    False to recommend items again (``recommend(..., exclude_seen=False)``: repeat
+    consumption), which it would otherwise never have learned to rank.
     """
 
     name = "sasrec"
@@ -45,6 +52,7 @@ class SASRec(TransformerRecommender):
         patience: int = 20,
         loss: str = "ce",
         negatives: int = 256,
+        exclude_seen: bool = True,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

@@ -51,6 +51,9 @@ class TrainConfig:
     #: padded keys are masked, positions count from the right), so batches take windows of
     #: similar length and drop the padding every row shares
     trim_padding: bool = False
+    #: next-item models: a position's softmax leaves out the items it has already seen (the
+    #: window's earlier inputs), as scoring excludes a history's items (full softmax only)
+    exclude_seen: bool = False
 
 
 @dataclass
@@ -72,6 +75,7 @@ def catalog_loss(
     log_q: torch.Tensor | None,
     generator: torch.Generator,
     catalog: torch.Tensor | None = None,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of predicting ``targets`` from ``hidden``.
 
@@ -91,11 +95,17 @@ def catalog_loss(
     catalog : (n_items,) bool, optional
         The items the softmax ranges over (``"ce"``; for ``"sampled"``, give the others
         ``q = 0``); None: all.
+    exclude : (N, S) int64, optional
+        ``"ce"`` only: per row, items left out of its softmax (:func:`earlier_items`); the
+        row's own target stays in even when listed.
     """
     if loss == "ce":
         logits = hidden @ item_weights.T
         if catalog is not None:
             logits = logits.masked_fill(~catalog, float("-inf"))
+        if exclude is not None:
+            own = logits.gather(1, targets[:, None])
+            logits = logits.scatter(1, exclude, float("-inf")).scatter(1, targets[:, None], own)
         return F.cross_entropy(logits, targets)
     assert log_q is not None
     neg = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
@@ -107,6 +117,26 @@ def catalog_loss(
     return F.cross_entropy(
         logits, torch.zeros(len(targets), dtype=torch.long, device=hidden.device)
     )
+
+
+def earlier_items(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """What each position has seen, for :func:`catalog_loss`'s ``exclude``.
+
+    Parameters
+    ----------
+    inputs, targets : (B, L) int64
+        Next-item pairs: 1-based items, 0 for padding (inputs) or no target.
+
+    Returns
+    -------
+    (B, L, L) int64
+        At ``[b, t]``, the 0-based items of ``inputs[b, :t + 1]``; later positions and
+        padding hold the position's own target instead (which ``exclude`` keeps).
+    """
+    length = inputs.shape[1]
+    seen = inputs.unsqueeze(1).expand(-1, length, -1)  # [b, t, s] = inputs[b, s]
+    upto = torch.ones(length, length, dtype=torch.bool, device=inputs.device).tril()
+    return torch.where(upto & (seen > 0), seen, targets.unsqueeze(2)) - 1
 
 
 def trim_padding(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -255,6 +285,9 @@ def train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 hidden = hidden_fn(module, inputs)
                 at = targets > 0
+                exclude = None
+                if config.exclude_seen and config.loss == "ce":
+                    exclude = earlier_items(inputs, targets)[at]
                 value = catalog_loss(
                     hidden[at].float(),
                     targets[at] - 1,
@@ -264,6 +297,7 @@ def train(
                     log_q=log_q,
                     generator=gen,
                     catalog=catalog,
+                    exclude=exclude,
                 )
             if not torch.isfinite(value):
                 raise ModelFitError(
