@@ -60,8 +60,9 @@ def test_training_windows_cover_every_target_once() -> None:
 
 
 # ---------------------------------------------------------------------------- learning
-def successor_hit_rate(model: SASRec, succ: dict[str, str]) -> float:
-    """HR@1 of the successor for 100 new histories: chains of 2 to 8 items along ``succ``."""
+def successor_hit_rate(model: SASRec, succ: dict[str, str], exclude_seen: bool = False) -> float:
+    """HR@1 of the successor for 100 new histories: chains of 2 to 8 items along ``succ``
+    (the history's items ranked too unless ``exclude_seen``)."""
     rng = np.random.default_rng(1)
     items = sorted(succ)
     chains = []
@@ -70,7 +71,7 @@ def successor_hit_rate(model: SASRec, succ: dict[str, str]) -> float:
         for _ in range(int(rng.integers(1, 8))):
             chain.append(succ[chain[-1]])
         chains.append(chain)
-    top = model.recommend(histories=chains, k=1, exclude_seen=False).item_ids[:, 0]
+    top = model.recommend(histories=chains, k=1, exclude_seen=exclude_seen).item_ids[:, 0]
     return float(np.mean(top == np.array([succ[c[-1]] for c in chains])))
 
 
@@ -90,16 +91,7 @@ def test_training_without_seen_items_learns_the_rule_among_unseen_ones() -> None
     exclude_seen=False)`` needs a model trained with ``exclude_seen=False`` (above)."""
     data, succ = cycle_data()
     model = SASRec(dim=32, heads=2, layers=1, max_len=20, epochs=40, verbose=False).fit(data)
-    rng = np.random.default_rng(1)
-    items = sorted(succ)
-    chains = []
-    for _ in range(100):
-        chain = [items[int(rng.integers(len(items)))]]
-        for _ in range(int(rng.integers(1, 8))):
-            chain.append(succ[chain[-1]])
-        chains.append(chain)
-    top = model.recommend(histories=chains, k=1).item_ids[:, 0]
-    assert np.mean(top == np.array([succ[c[-1]] for c in chains])) >= 0.95
+    assert successor_hit_rate(model, succ, exclude_seen=True) >= 0.95
     assert successor_hit_rate(model, succ) < 0.8  # seen items, never pushed down, crowd in
 
 
