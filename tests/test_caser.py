@@ -115,6 +115,19 @@ def test_learns_the_planted_successor(cycle_model) -> None:
     assert np.mean(one.item_ids[:, 0] == [succ[i] for i in data.items.ids]) >= 0.95
 
 
+def test_exclude_seen_leaves_earlier_items_out_of_the_training_softmax() -> None:
+    """One step over all windows from the same initial weights: leaving each position's
+    earlier items out of its softmax (``exclude_seen``, the default) removes competitors,
+    so the loss is lower than over the whole catalog."""
+    data, _ = cycle_data(n_users=60)
+    one_step = {**FAST, "max_len": 20, "epochs": 1, "batch_size": 10_000}
+    loss = {
+        flag: Caser(exclude_seen=flag, **one_step).fit(data).training_log_[0][1]
+        for flag in (True, False)
+    }
+    assert loss[True] < loss[False] - 0.05, loss
+
+
 def test_seed_reproducible() -> None:
     data, _ = cycle_data(n_users=60)
     hist = data.histories()
@@ -139,6 +152,7 @@ def test_save_load_exact(cycle_model, tmp_path: Path) -> None:
     [
         ({"window": 0}, "window must be an integer >= 1, got 0"),
         ({"window": 2.0}, "window must be an integer >= 1, got 2.0"),
+        ({"exclude_seen": "yes"}, "exclude_seen must be True or False, got 'yes'"),
         ({"window": 30, "max_len": 20}, r"window \(30\) must be at most max_len \(20\)"),
         ({"horizontal": 0}, "horizontal must be an integer >= 1, got 0"),
         ({"vertical": True}, "vertical must be an integer >= 1, got True"),

@@ -71,6 +71,36 @@ def test_padding_never_reaches_real_positions(cell: str, layers: int, hidden: in
                 torch.testing.assert_close(out[r, pads:], net.proj(alone)[0])
 
 
+@pytest.mark.parametrize(("cell", "layers"), [("gru", 1), ("gru", 2), ("lstm", 2)])
+def test_last_only_reads_packed_sequences_exactly(cell: str, layers: int) -> None:
+    """Scoring's packed pass (no step on padding) gives the full pass's latest state."""
+    torch.manual_seed(0)
+    net = GRU4RecNet(n_items=25, dim=8, hidden_dim=6, layers=layers, cell=cell, dropout=0.3)
+    net = net.double().eval()
+    inputs = random_inputs(40, 11, 25, seed=layers)
+    with torch.no_grad():
+        last = net(inputs, last_only=True)
+        assert last.shape == (40, 8)
+        torch.testing.assert_close(last, net(inputs)[:, -1])
+        assert torch.all(last[0] == 0)  # the empty row
+
+
+def test_traced_scoring_equals_eager(cycle_model) -> None:
+    model, data, _ = cycle_model
+    hist = data.histories()
+    model._traced = None
+    eager = model.score(hist)
+    try:
+        assert model.optimize_inference()
+        np.testing.assert_allclose(model.score(hist), eager, rtol=1e-5, atol=1e-5)
+        mixed = Histories.from_lists([[], [3], [4, 5, 6]], data.n_items)
+        traced = model.score(mixed)
+        model._traced = None
+        np.testing.assert_allclose(traced, model.score(mixed), rtol=1e-5, atol=1e-5)
+    finally:
+        model._traced = None
+
+
 def test_scores_do_not_depend_on_max_len(cycle_model) -> None:
     model, data, _ = cycle_model
     hist = data.histories()  # 5 to 20 events each
@@ -108,6 +138,25 @@ def test_learns_the_planted_successor(cycle_model) -> None:
     assert np.mean(one.item_ids[:, 0] == [succ[i] for i in data.items.ids]) >= 0.95
 
 
+def test_exclude_seen_trains_the_ranking_of_unseen_items(cycle_model) -> None:
+    """Trained with ``exclude_seen`` (the default), a position's earlier items leave its
+    softmax: the rule holds among unseen items, but seen items, never pushed down, crowd
+    in when scoring keeps them; a model trained with them ranks both."""
+    model, data, succ = cycle_model
+    last = data.items.ids[data.item[data.indptr[1:] - 1]]
+    want = np.array([succ[i] for i in last])
+
+    def hit(m: GRU4Rec, exclude_seen: bool) -> float:
+        top = m.recommend(data.users.ids, k=1, exclude_seen=exclude_seen).item_ids[:, 0]
+        return float(np.mean(top == want))
+
+    assert model.exclude_seen
+    repeats = GRU4Rec(**{**model.get_params(), "exclude_seen": False}).fit(data)
+    assert hit(model, True) >= 0.95 and hit(repeats, True) >= 0.95
+    assert hit(repeats, False) >= 0.95
+    assert hit(model, False) <= hit(repeats, False) - 0.1
+
+
 def test_seed_reproducible() -> None:
     data, _ = cycle_data(n_users=60)
     hist = data.histories()
@@ -138,6 +187,7 @@ def test_save_load_exact(cycle_model, tmp_path: Path) -> None:
         ({"hidden_dim": "64"}, "hidden_dim must be an integer >= 1, got '64'"),
         ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
         ({"max_len": 0}, "max_len must be an integer >= 1, got 0"),
+        ({"exclude_seen": 1}, "exclude_seen must be True or False, got 1"),
     ],
 )
 def test_bad_parameters(params: dict, match: str) -> None:

@@ -75,6 +75,12 @@ class SequentialRecommender(Recommender):
         ``negatives`` popularity-drawn items (large catalogs).
     negatives : int
         Negatives per batch for ``loss="sampled"``.
+    exclude_seen : bool
+        (SASRec, GRU4Rec, Caser; ``loss="ce"``) Leave each position's earlier items (its
+        window's) out of its training softmax, as ``recommend`` leaves a history's items
+        out by default; the position's own target stays in when it is a repeat. False to
+        recommend items again (``recommend(..., exclude_seen=False)``, repeat consumption),
+        which a model trained with True never learned to rank.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed : int
@@ -85,7 +91,7 @@ class SequentialRecommender(Recommender):
 
     #: outputs do not depend on leading all-padding input columns (see TrainConfig)
     trims_padding: ClassVar[bool] = False
-    #: a model with an ``exclude_seen`` parameter overrides this (see SASRec)
+    #: overridden by the models with an ``exclude_seen`` parameter
     exclude_seen: bool = False
     search_space: ClassVar[dict[str, tuple[Any, ...]]] = {
         "dim": ("categorical", [32, 64, 128]),

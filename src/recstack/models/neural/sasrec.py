@@ -26,12 +26,9 @@ class SASRec(TransformerRecommender):
     0.5 (as RecBole's tuned SASRec) with a patience of 20 epochs, since the validation
     curve is noisy and keeps climbing slowly.
 
-    ``exclude_seen`` (training, full softmax): each position's softmax leaves out the items
-    it has already seen (its window's earlier items), as ``recommend`` leaves a history's
-    items out by default. On ML-100K: validation NDCG@10 .1273 against .1216, test .1124
-    against .1095, RecBole's best validation reached in 215 s against 274 s. Set it to
-    False to recommend items again (``recommend(..., exclude_seen=False)``: repeat
-    consumption), which it would otherwise never have learned to rank.
+    ``exclude_seen`` (the base class documents it) raised ML-100K's validation NDCG@10 from
+    .1216 to .1273 and test from .1095 to .1124, and reached RecBole's best validation in
+    215 s instead of 274 s.
     """
 
     name = "sasrec"
