@@ -15,7 +15,8 @@ and :mod:`recstack.explain.loo_knn`; NMF's exact decomposition; BPR: the influen
 of :mod:`recstack.explain.influence`), ``generic ms/user`` is the cost of
 :func:`recstack.explain.leave_one_out` (re-scoring the catalog per removed item) on the
 first ``--generic-users`` users, attribution only, for comparison. A model whose default
-explanation is not leave-one-out but which has a fast leave-one-out path (NMF) gets a
+explanation is not leave-one-out but which has a fast leave-one-out path (NMF; the torch
+sequence models, whose default re-scores only the items of the latest 5 events) gets a
 second row, ``method="leave-one-out"``.
 
 Run: ``cd benchmarks && nice python bench_explain.py [--users 300] [--models ease,als]

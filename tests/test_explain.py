@@ -481,11 +481,44 @@ def test_sequential_leave_one_out_skips_only_what_the_model_cannot_see(
     users = np.flatnonzero((log.user_lengths > 8) & (log.user_lengths <= 14))[:12]
     hist = log.histories(users)  # longer than max_len=6, K unseen items left
     targets = targets_of(model, hist)
-    attr = attribute(model, hist, targets)  # auto: leave-one-out within the window
+    attr = attribute(model, hist, targets, method="leave-one-out")  # within the window
     assert attr.method == "leave-one-out"
     np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=1e-5)
     full = leave_one_out(model, hist, targets)  # no window: every item re-scored
     np.testing.assert_allclose(attr.terms, full.terms, atol=1e-5)
+
+
+def test_recent_leave_one_out_is_exact_on_the_latest_events(
+    sasrec: tuple[Recommender, Interactions],
+) -> None:
+    """``method="recent:N"``: the full leave-one-out's drops for the items among the latest
+    N events, 0 for the others (which are not re-scored)."""
+    model, log = sasrec
+    users = np.flatnonzero((log.user_lengths > 8) & (log.user_lengths <= 14))[:12]
+    hist = log.histories(users)
+    targets = targets_of(model, hist)
+    full = attribute(model, hist, targets, method="leave-one-out")
+    recent = attribute(model, hist, targets, method="recent:3")
+    assert recent.method == "recent-leave-one-out"
+    np.testing.assert_array_equal(recent.items, full.items)
+    for r in range(len(hist)):
+        latest = hist.items[hist.indptr[r + 1] - 3 : hist.indptr[r + 1]]
+        row = slice(full.indptr[r], full.indptr[r + 1])
+        inside = np.isin(full.items[row], latest)
+        np.testing.assert_allclose(recent.terms[row][inside], full.terms[row][inside], atol=1e-6)
+        assert np.all(recent.terms[row][~inside] == 0)
+    # N at least the window: the full leave-one-out
+    assert attribute(model, hist, targets, method="recent:6").method == "leave-one-out"
+    # "auto" is "recent" with its default N
+    auto, default = (attribute(model, hist, targets, method=m) for m in ("auto", "recent"))
+    np.testing.assert_array_equal(auto.terms, default.terms)
+    default_n = attribute(model, hist, targets, method=f"recent:{registry.RECENT}")
+    np.testing.assert_array_equal(default_n.terms, default.terms)
+    for bad in ("recent:0", "recent:x", "recent:-2"):
+        with pytest.raises(ConfigError, match="'recent:N' needs a whole number N >= 1"):
+            attribute(model, hist, targets, method=bad)
+    with pytest.raises(ConfigError, match="method='recent' is for the sequential models"):
+        attribute(EASE().fit(log), hist, targets, method="recent")
 
 
 @pytest.mark.parametrize(
@@ -508,7 +541,7 @@ def test_sequential_fast_path_for_every_architecture(name: str, params: dict) ->
     users = np.flatnonzero((log.user_lengths > 3) & (log.user_lengths <= 12))[:10]
     hist = log.histories(users)
     targets = targets_of(model, hist)
-    attr = attribute(model, hist, targets)
+    attr = attribute(model, hist, targets, method="leave-one-out")
     assert attr.method == "leave-one-out"
     generic = leave_one_out(model, hist, targets)
     assert np.abs(generic.terms).max() > 0

@@ -663,7 +663,7 @@ def explain_cmd(
     ] = None,
     k_items: Annotated[int, typer.Option("--k-items", help="History items to list.")] = 5,
     method: Annotated[
-        str, typer.Option("--method", help="auto | leave-one-out | attention")
+        str, typer.Option("--method", help="auto | leave-one-out | attention | recent[:N]")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

@@ -18,9 +18,10 @@ BiasedMF, UserKNN           leave-one-out without re-scoring the catalog: Sherma
                             updates of the ridge solve, downdated user similarities
                             (leave-one-out; NMF's batched coordinate descent on request)
 Popularity                  a plain statement of the item's popularity (popularity)
-sequential (torch) models   leave-one-out within the items they read, batched through the
-                            network for the targets only; the Transformers' attention
-                            weights on request (attention)
+sequential (torch) models   leave-one-out over the items of the latest 5 events (recent),
+                            batched through the network for the targets only; over every
+                            item they read (leave-one-out) or the Transformers' attention
+                            weights (attention) on request
 any other model             leave-one-out: score drop when the item is removed
 ContentKNN                  most similar history items by text, shared words (content)
 ==========================  ===============================================================
@@ -64,8 +65,9 @@ class Explanation:
         The history items that drove it, largest first: external ID and signed share
         (see :meth:`Attribution.shares`; only items with a positive share are listed).
     method : str
-        The explainer: ``"exact"``, ``"hkv"``, ``"leave-one-out"``, ``"influence"``,
-        ``"attention"``, ``"popularity"``, ``"content"``.
+        The explainer: ``"exact"``, ``"hkv"``, ``"leave-one-out"``,
+        ``"recent-leave-one-out"``, ``"influence"``, ``"attention"``, ``"popularity"``,
+        ``"content"``.
     """
 
     item: str
@@ -95,9 +97,11 @@ def attribute(
         ``n`` histories over the model's catalog.
     targets : (n, K) or (n,) int
         Internal indices of the items to explain for each history.
-    method : {"auto", "leave-one-out", "attention"}
+    method : {"auto", "leave-one-out", "attention", "recent", "recent:N"}
         ``"auto"``: the model's registered explainer (exact where one exists), else
-        leave-one-out (through the model's faster path where it has one).
+        leave-one-out (through the model's faster path where it has one). ``"recent"``:
+        leave-one-out over the items of the latest N (default 5) events, for the sequential
+        models (their default).
 
     Returns
     -------
@@ -171,7 +175,7 @@ def explain(
     k_items : int
         History items listed per explanation, at most (the sentence names up to
         :data:`NAMED` of them).
-    method : {"auto", "leave-one-out", "attention"}
+    method : {"auto", "leave-one-out", "attention", "recent", "recent:N"}
         See :func:`attribute`.
     verb : str
         The sentence's verb: "Because you *watched* ..." ("bought", "read", ...).

@@ -42,11 +42,11 @@ _SEQUENCE_BATCH = 2048
 
 
 def _attribution(histories: Histories, terms: np.ndarray, base: np.ndarray,
-                 targets: np.ndarray) -> Attribution:  # fmt: skip
+                 targets: np.ndarray, method: str = "leave-one-out") -> Attribution:  # fmt: skip
     x = histories.to_csr()
     return Attribution(
         x.indptr.astype(np.int64), x.indices.astype(np.int32), terms, base, targets,
-        "leave-one-out", False,
+        method, False,
     )  # fmt: skip
 
 
@@ -214,12 +214,17 @@ def nmf_leave_one_out(model: NMF, histories: Histories, targets: np.ndarray) -> 
 
 
 # ---------------------------------------------------------------------------- sequences
-def sequential_leave_one_out(model: Any, histories: Histories, targets: np.ndarray) -> Attribution:
+def sequential_leave_one_out(
+    model: Any, histories: Histories, targets: np.ndarray, *, recent: int | None = None
+) -> Attribution:
     """:func:`~recstack.explain.loo.leave_one_out` of a torch
     :class:`~recstack.models.neural.base.SequentialRecommender`.
 
     Only the items among a history's latest events that the network reads (``max_len``,
-    Caser's ``window``) are re-scored: the others cannot change its input. The variants'
+    Caser's ``window``) are re-scored: the others cannot change its input. With
+    ``recent``, only the items among the latest ``recent`` events are (method
+    ``"recent-leave-one-out"``): their drops are exact, older items get 0, and the cost
+    falls in proportion. The variants'
     input windows are sorted by length and go through the network in batches of
     :data:`_SEQUENCE_BATCH`, with the padding that a batch's rows share cut off when the
     model allows it; the last hidden state is dotted with the ``K`` targets' output
@@ -234,9 +239,12 @@ def sequential_leave_one_out(model: Any, histories: Histories, targets: np.ndarr
     base = target_scores(model, histories, targets)
     terms = np.zeros((x.nnz, targets.shape[1]))
     width = model._score_inputs(histories.select(slice(0, 1))).shape[1]  # items read, at most
+    method = "leave-one-out"
+    if recent is not None and recent < width:
+        width, method = recent, "recent-leave-one-out"
     seen = np.flatnonzero(_in_window(histories, x, width))
     if len(seen) == 0:
-        return _attribution(histories, terms, base, targets)
+        return _attribution(histories, terms, base, targets, method)
     inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
     order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
     net = model._net
@@ -255,4 +263,4 @@ def sequential_leave_one_out(model: Any, histories: Histories, targets: np.ndarr
             wanted = torch.from_numpy(targets[rows[seen[chunk]]]).to(device)  # (B, K)
             scores = torch.einsum("bd,bkd->bk", last, out_items[wanted].float())
             terms[seen[chunk]] = base[rows[seen[chunk]]] - scores.double().cpu().numpy()
-    return _attribution(histories, terms, base, targets)
+    return _attribution(histories, terms, base, targets, method)

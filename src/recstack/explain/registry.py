@@ -54,6 +54,27 @@ def loo_explainer(model: Any, histories: Histories, targets: np.ndarray) -> Attr
     return leave_one_out(model, histories, targets)
 
 
+#: latest events whose items a sequential model's default explainer re-scores: the 2 ms
+#: per user budget on one CPU thread; the deletion test still passes for 97% of ML-100K
+#: pairs (BENCHMARKS.md), and ``method="leave-one-out"`` re-scores every item read
+RECENT = 5
+
+
+def recent_explainer(recent: int = RECENT) -> Explainer:
+    """Leave-one-out over the items among the latest ``recent`` events of each history,
+    for the torch sequence models (:func:`sequential_leave_one_out`)."""
+
+    def explainer(model: Any, histories: Histories, targets: np.ndarray) -> Attribution:
+        if _SEQUENTIAL not in class_paths(model):
+            raise ConfigError(
+                f"method='recent' is for the sequential models (sasrec, gru4rec, caser, "
+                f"bert4rec...), not {type(model).__name__}: use 'leave-one-out'"
+            )
+        return sequential_leave_one_out(model, histories, targets, recent=recent)
+
+    return explainer
+
+
 #: ``"module:Class"`` -> its explainer (``method="auto"``); others get :func:`loo_explainer`
 EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.knn:ItemKNN": itemknn_attribution,
@@ -63,12 +84,14 @@ EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.nmf:NMF": nmf_attribution,
     "recstack.models.bpr:BPR": bpr_influence,
     "recstack.models.baselines:Popularity": popularity_attribution,
+    _SEQUENTIAL: recent_explainer(),
 }
 
-#: explainers chosen by name, whatever the model
+#: explainers chosen by name, whatever the model (``"recent:N"`` sets ``recent``'s count)
 METHODS: dict[str, Explainer] = {
     "leave-one-out": loo_explainer,
     "attention": attention_attribution,
+    "recent": recent_explainer(),
 }
 
 
@@ -92,9 +115,15 @@ def register(model_class: type | str, explainer: Explainer) -> None:
 
 def explainer_for(model: Any, method: str = "auto") -> Explainer:
     """The explainer of ``model``: its registered one for ``"auto"`` (leave-one-out when it
-    has none), or the one named by ``method`` (``"leave-one-out"``, ``"attention"``)."""
+    has none), or the one named by ``method`` (``"leave-one-out"``, ``"attention"``,
+    ``"recent"`` or ``"recent:N"``)."""
     if method == "auto":
         return next((EXPLAINERS[p] for p in class_paths(model) if p in EXPLAINERS), loo_explainer)
+    name, _, count = method.partition(":")
+    if name == "recent" and count:
+        if not count.isdigit() or int(count) < 1:
+            raise ConfigError(f"method 'recent:N' needs a whole number N >= 1, got {method!r}")
+        return recent_explainer(int(count))
     if method not in METHODS:
         raise ConfigError(
             f"method must be 'auto' or one of {', '.join(map(repr, METHODS))}, got {method!r}"
