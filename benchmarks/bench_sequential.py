@@ -12,9 +12,9 @@ probability 0.7, the fixed successor of the previous item), leave-last-out: the 
 models against EASE and ALS, which cannot see order.
 
 ``--scoring``: only the full-catalog top-10 time of every model (fitted for one epoch: the
-time does not depend on the weights), eager and traced, beside RecBole's GRU4Rec scoring path
-restated layer for layer (its `full_sort_predict`, history mask and top-k) and run in the
-same process, since RecBole's recorded time comes from another run.
+time does not depend on the weights), eager and traced, beside RecBole's GRU4Rec and SASRec
+scoring paths restated layer for layer (their `full_sort_predict`, history mask and top-k)
+and run in the same process, since RecBole's recorded times come from other runs.
 
 ``--scale``: one epoch of SASRec (sampled softmax) on a synthetic set of 1M users and 100k
 items; prints the epoch time and the peak RSS.
@@ -33,6 +33,7 @@ import time
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from _protocol import PEER_DIR, machine, peer_split
 from recstack.data import Histories, leave_last_out, make_shop
@@ -74,15 +75,70 @@ class RecBoleGRU4Rec(nn.Module):
     def full_sort_predict(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         out, _ = self.gru_layers(self.emb_dropout(self.item_embedding(seq)))
         out = self.dense(out)
-        last = out.gather(1, (seq_len - 1).view(-1, 1, 1).expand(-1, -1, out.shape[-1]))
-        return last.squeeze(1) @ self.item_embedding.weight.T  # (B, n_items + 1)
+        return _gather_last(out, seq_len) @ self.item_embedding.weight.T  # (B, n_items + 1)
+
+
+class RecBoleSASRec(nn.Module):
+    """RecBole 1.2.1's SASRec scoring network at the peers' settings (64-d, 2 post-LN layers,
+    2 heads, inner 256, GELU, LayerNorm eps 1e-12, positions from the left of right-padded
+    sequences, an additive -10000 mask, every position computed), restated."""
+
+    def __init__(self, n_items: int, dim: int = 64, layers: int = 2, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.item_embedding = nn.Embedding(n_items + 1, dim, padding_idx=0)
+        self.position_embedding = nn.Embedding(50, dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-12)
+        self.layers = nn.ModuleList(
+            nn.ModuleDict(
+                {
+                    "query": nn.Linear(dim, dim),
+                    "key": nn.Linear(dim, dim),
+                    "value": nn.Linear(dim, dim),
+                    "dense": nn.Linear(dim, dim),
+                    "norm1": nn.LayerNorm(dim, eps=1e-12),
+                    "inner": nn.Linear(dim, 256),
+                    "outer": nn.Linear(256, dim),
+                    "norm2": nn.LayerNorm(dim, eps=1e-12),
+                }
+            )
+            for _ in range(layers)
+        )
+
+    def full_sort_predict(self, seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        batch, length = seq.shape
+        x = self.item_embedding(seq) + self.position_embedding(torch.arange(length))[None]
+        x = self.norm(x)
+        causal = torch.ones(length, length, dtype=torch.bool).tril()
+        allowed = (seq != 0)[:, None, None, :] & causal
+        mask = torch.where(allowed, 0.0, -10000.0)  # (B, 1, L, L)
+        d = x.shape[-1] // self.heads
+        for lay in self.layers:
+            q, k, v = (
+                lay[n](x).view(batch, length, self.heads, d).transpose(1, 2)
+                for n in ("query", "key", "value")
+            )
+            probs = (q @ k.transpose(-1, -2) / d**0.5 + mask).softmax(-1)
+            ctx = (probs @ v).transpose(1, 2).reshape(batch, length, -1)
+            x = lay["norm1"](lay["dense"](ctx) + x)
+            x = lay["norm2"](lay["outer"](F.gelu(lay["inner"](x))) + x)
+        return _gather_last(x, seq_len) @ self.item_embedding.weight.T
+
+
+def _gather_last(out: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+    """RecBole's ``gather_indexes``: each row's output at its last real position, (B, D)."""
+    index = (seq_len - 1).view(-1, 1, 1).expand(-1, -1, out.shape[-1])
+    return out.gather(1, index).squeeze(1)
+
+
+RECBOLE_NETS: dict[str, type[nn.Module]] = {"gru4rec": RecBoleGRU4Rec, "sasrec": RecBoleSASRec}
 
 
 @torch.no_grad()
-def recbole_gru4rec_seconds(hist: Histories) -> float:
-    """RecBole's rec_time_s path for GRU4Rec: right-padded last-50 sequences, full-sort
+def recbole_seconds(name: str, hist: Histories) -> float:
+    """RecBole's rec_time_s path for ``name``: right-padded last-50 sequences, full-sort
     scores, padding and history masked, top-10 (best of 3)."""
-    net = RecBoleGRU4Rec(hist.n_items).eval()
+    net = RECBOLE_NETS[name](hist.n_items).eval()
     take = np.minimum(hist.lengths, 50)
     seq = np.zeros((len(hist), 50), dtype=np.int64)
     for r in range(len(hist)):  # setup, not timed
@@ -106,8 +162,8 @@ def scoring(models: list[str], params: dict) -> None:
     split = peer_split()
     hist = split.test_history().histories()
     print(f"\n## full-catalog top-10 for {len(hist)} users, best of 3 (s)")
-    print("| model | eager | traced |")
-    print("|---|---|---|")
+    print("| model | eager | traced | RecBole's path, restated |")
+    print("|---|---|---|---|")
     for name in models:
         model = create_model(name, **{"epochs": 1, "verbose": False, **params})
         model.fit(split.train)
@@ -116,8 +172,8 @@ def scoring(models: list[str], params: dict) -> None:
         model.optimize_inference()
         _timed(model, hist)
         traced = min(_timed(model, hist) for _ in range(3))
-        print(f"| {name} {params or ''} | {eager:.3f} | {traced:.3f} |", flush=True)
-    print(f"| RecBole GRU4Rec path, restated | {recbole_gru4rec_seconds(hist):.3f} | |")
+        peer = f"{recbole_seconds(name, hist):.3f}" if name in RECBOLE_NETS else ""
+        print(f"| {name} {params or ''} | {eager:.3f} | {traced:.3f} | {peer} |", flush=True)
 
 
 def synthetic(models: list[str], params: dict) -> None:

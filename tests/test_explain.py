@@ -488,6 +488,33 @@ def test_sequential_leave_one_out_skips_only_what_the_model_cannot_see(
     np.testing.assert_allclose(attr.terms, full.terms, atol=1e-5)
 
 
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_shared_prefix_leave_one_out_equals_rescoring(pre_norm: bool) -> None:
+    """SASRec's variants computed on the older items' shared states (2 layers; histories
+    shorter and longer than the window, repeated items, which take the plain path, and a
+    one-event history) give the brute-force re-scored drops, pre-LN and post-LN."""
+    torch = pytest.importorskip("torch")
+    from recstack.explain.loo_causal import shares_prefix
+    from recstack.models.neural.sasrec import SASRec
+
+    log = cycle_data(n_items=20, n_users=80)[0]
+    fast = {"dim": 16, "heads": 2, "layers": 2, "epochs": 2, "verbose": False, "device": "cpu"}
+    model = SASRec(max_len=7, exclude_seen=False, **fast).fit(log)
+    if not pre_norm:  # the same weights read as post-LN blocks
+        for block in model._net.encoder.blocks:
+            block.pre_norm = False
+        model._net.encoder.norm = torch.nn.Identity()
+    assert shares_prefix(model)
+    rng = np.random.default_rng(0)
+    lists = [list(rng.integers(0, 20, size=n)) for n in (1, 2, 4, 7, 8, 12, 15)]
+    lists += [[3, 5, 3, 9, 1], [4, 4], [2, 6, 8, 6, 10, 12, 14, 16, 6]]  # repeats
+    hist = Histories.from_lists(lists, log.n_items)
+    targets = np.tile(np.arange(5), (len(lists), 1))
+    attr = attribute(model, hist, targets, method="leave-one-out")
+    np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=2e-5)
+    assert np.abs(attr.terms).max() > 1e-3
+
+
 def test_recent_leave_one_out_is_exact_on_the_latest_events(
     sasrec: tuple[Recommender, Interactions],
 ) -> None:

@@ -41,6 +41,20 @@ if TYPE_CHECKING:
 _SEQUENCE_BATCH = 2048
 
 
+def _event_count_and_distance(
+    histories: Histories, rows: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each (``rows[c]``, ``items[c]``): how many events the item has in that history,
+    and how far its latest one is from the history's end (1 = the latest event)."""
+    n = np.int64(histories.n_items)
+    keys = histories.rows.astype(np.int64) * n + histories.items
+    from_end = np.repeat(histories.indptr[1:], histories.lengths) - np.arange(len(keys))
+    order = np.lexsort((from_end, keys))  # by key, then nearest the end first
+    uniq, first, counts = np.unique(keys[order], return_index=True, return_counts=True)
+    at = np.searchsorted(uniq, rows.astype(np.int64) * n + items)
+    return counts[at], from_end[order[first[at]]]
+
+
 def _attribution(histories: Histories, terms: np.ndarray, base: np.ndarray,
                  targets: np.ndarray, method: str = "leave-one-out") -> Attribution:  # fmt: skip
     x = histories.to_csr()
@@ -224,14 +238,16 @@ def sequential_leave_one_out(
     Caser's ``window``) are re-scored: the others cannot change its input. With
     ``recent``, only the items among the latest ``recent`` events are (method
     ``"recent-leave-one-out"``): their drops are exact, older items get 0, and the cost
-    falls in proportion. The variants'
-    input windows are sorted by length and go through the network in batches of
+    falls in proportion. A causal Transformer (SASRec) computes only the items newer than
+    the removed one, on the older items' shared states (:mod:`.loo_causal`). Other
+    variants' input windows are sorted by length and go through the network in batches of
     :data:`_SEQUENCE_BATCH`, with the padding that a batch's rows share cut off when the
     model allows it; the last hidden state is dotted with the ``K`` targets' output
     embeddings only.
     """
     import torch
 
+    from recstack.explain.loo_causal import prefix_shared_states, shares_prefix
     from recstack.models.neural.training import trim_padding
 
     x = histories.to_csr()
@@ -243,24 +259,34 @@ def sequential_leave_one_out(
     if recent is not None and recent < width:
         width, method = recent, "recent-leave-one-out"
     seen = np.flatnonzero(_in_window(histories, x, width))
-    if len(seen) == 0:
-        return _attribution(histories, terms, base, targets, method)
-    inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
-    order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
     net = model._net
     if net.training:  # eval mode before the output side (ID dropout) is read
         net.eval()
     device = next(net.parameters()).device
-    trim = bool(model.trims_padding)
     with torch.no_grad():
-        out_items = model._output_items(net)  # (n_items, D)
+        out_items = model._output_items(net).float()  # (n_items, D)
+
+        def drops(entries: np.ndarray, states: torch.Tensor) -> np.ndarray:
+            wanted = torch.from_numpy(targets[rows[entries]]).to(device)  # (B, K)
+            scores = torch.einsum("bd,bkd->bk", states, out_items[wanted])
+            return base[rows[entries]] - scores.double().cpu().numpy()
+
+        if len(seen) and shares_prefix(model):
+            count, distance = _event_count_and_distance(histories, rows[seen], x.indices[seen])
+            once = count == 1  # an item with several events has no shared prefix
+            if once.any():
+                states = prefix_shared_states(model, histories, rows[seen[once]], distance[once])
+                terms[seen[once]] = drops(seen[once], states)
+            seen = seen[~once]
+        if len(seen) == 0:
+            return _attribution(histories, terms, base, targets, method)
+        inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
+        order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
         for start in range(0, len(order), _SEQUENCE_BATCH):
             chunk = order[start : start + _SEQUENCE_BATCH]
             batch = torch.from_numpy(inputs[chunk]).to(device)
-            if trim:  # the rows' shared left padding: outputs do not depend on it
+            if model.trims_padding:  # the rows' shared left padding: outputs ignore it
                 (batch,) = trim_padding(batch)
-            last = model._states(batch)  # (B, D), traced after model.optimize_inference()
-            wanted = torch.from_numpy(targets[rows[seen[chunk]]]).to(device)  # (B, K)
-            scores = torch.einsum("bd,bkd->bk", last, out_items[wanted].float())
-            terms[seen[chunk]] = base[rows[seen[chunk]]] - scores.double().cpu().numpy()
+            # (B, D), traced after model.optimize_inference()
+            terms[seen[chunk]] = drops(seen[chunk], model._states(batch))
     return _attribution(histories, terms, base, targets, method)

@@ -1,0 +1,135 @@
+"""Leave-one-out of a causal Transformer (SASRec) with the older items' states shared.
+
+Removing a history item shifts every older item one position towards the end, so no
+variant can reuse the full history's pass. But it shifts them the same way whichever
+newer item is removed: with a causal mask an item's state at every layer depends only on
+itself, the older items and their positions, so the older items of *every* variant have
+the states they have in one pass over the history without its latest event (``S``). A
+variant then computes only the items newer than the removed one, attending to ``S``'s keys
+and values for the older columns: the variant removing the item ``d`` events from the end
+costs ``d - 1`` tokens instead of ``max_len``. The scores are the re-scored ones (to float
+rounding); an item with several events in the history (all of them are removed) does not
+have this structure and takes the plain path.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recstack.data import Histories
+from recstack.models.neural.sequences import last_items
+
+
+def shares_prefix(model: Any) -> bool:
+    """The model's network is a causal :class:`TransformerSequenceNet` reading the latest
+    ``max_len`` items (SASRec and its text variant)."""
+    from recstack.models.neural.transformer import TransformerSequenceNet
+
+    net = getattr(model, "_net", None)
+    return isinstance(net, TransformerSequenceNet) and net.causal
+
+
+@torch.no_grad()
+def prefix_shared_states(model: Any, histories: Histories, rows: np.ndarray,
+                         distance: np.ndarray) -> torch.Tensor:  # fmt: skip
+    """Scored-position states of each history ``rows[c]`` without its item whose only
+    event is ``distance[c]`` events from the end (1 = the latest), (c, D) float32.
+
+    Requires :func:`shares_prefix`; ``distance`` at most ``max_len`` (items the network
+    reads).
+    """
+    net = model._net
+    if net.training:
+        net.eval()
+    device = next(net.parameters()).device
+    length = int(net.pos_emb.num_embeddings)
+    older = torch.from_numpy(last_items(_without_latest(histories), length)).to(device)
+    x, padding = _embedded(net, older, 0)
+    cached = []  # per block: S's keys and values, (n, H, L, d_k) each
+    for block in net.encoder.blocks:
+        cached.append(_keys_values(block.attention, block.norm1(x) if block.pre_norm else x))
+        x = block(x, causal=True, padding=padding)
+    out = torch.empty(len(rows), x.shape[-1], device=device)
+    # removing the latest item leaves S itself (zero when S is empty, as the model scores)
+    latest = distance == 1
+    s_last = net.encoder.norm(x[:, -1]) * ~padding[:, -1:]
+    out[torch.from_numpy(latest)] = s_last[torch.from_numpy(rows[latest])]
+    if latest.all():
+        return out
+    newest = torch.from_numpy(last_items(histories, length)).to(device)
+    for s in np.unique(distance[~latest] - 1):  # the newer items' count
+        sel = np.flatnonzero(distance - 1 == s)
+        r = torch.from_numpy(rows[sel]).to(device)
+        split = length - int(s)  # S's columns [0, split) are the variant's older items
+        y, _ = _embedded(net, newest[r, split:], split)
+        key_ok = torch.cat(
+            [
+                ~padding[r, None, None, :split].expand(-1, 1, int(s), -1),
+                torch.ones(int(s), int(s), dtype=torch.bool, device=device).tril()[None, None]
+                .expand(len(sel), 1, -1, -1),
+            ],
+            dim=-1,
+        )  # fmt: skip
+        for block, (k_s, v_s) in zip(net.encoder.blocks, cached, strict=True):
+            y = _suffix_block(block, y, k_s[r, :, :split], v_s[r, :, :split], key_ok)
+        out[torch.from_numpy(sel).to(device)] = net.encoder.norm(y[:, -1])
+    return out
+
+
+def _without_latest(histories: Histories) -> Histories:
+    """Each history without its latest event."""
+    has = histories.lengths > 0
+    keep = np.ones(len(histories.items), dtype=bool)
+    keep[histories.indptr[1:][has] - 1] = False
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum(histories.lengths - has, out=indptr[1:])
+    return Histories(
+        indptr,
+        histories.items[keep],
+        histories.values[keep],
+        histories.times[keep],
+        histories.n_items,
+        histories.users,
+    )
+
+
+def _embedded(net: Any, items: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's input stage for columns ``first..`` of a full ``max_len`` window:
+    (B, C, D) inputs (zero at padding) and the (B, C) padding mask."""
+    pos = torch.arange(first, first + items.shape[1], device=items.device)
+    padding = items == 0
+    x = net.embed(items) * net.scale + net.pos_emb(pos)[None]
+    return net.dropout(x) * (~padding)[..., None], padding
+
+
+def _keys_values(attention: Any, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dim = h.shape[-1]
+    _, k, v = (attention._split_heads(t) for t in attention.qkv(h).split(dim, dim=-1))
+    return k, v
+
+
+def _suffix_block(block: Any, y: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor,
+                  key_ok: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """One :class:`TransformerBlock` for the newer items ``y`` (B, s, D), whose keys and
+    values are the older items' cached ones followed by their own (causal among them)."""
+    attention = block.attention
+    h = block.norm1(y) if block.pre_norm else y
+    q, k, v = (attention._split_heads(t) for t in attention.qkv(h).split(y.shape[-1], dim=-1))
+    ctx = F.scaled_dot_product_attention(
+        q,
+        torch.cat([k_old, k], dim=2),
+        torch.cat([v_old, v], dim=2),
+        attn_mask=key_ok,
+        scale=1.0 / math.sqrt(attention.head_dim),
+    )
+    a = attention.out(ctx.transpose(1, 2).reshape(y.shape))
+    if block.pre_norm:
+        h = y + block.drop(a)
+        return h + block.drop(block.ffn(block.norm2(h)))
+    h = block.norm1(y + block.drop(a))
+    return block.norm2(h + block.drop(block.ffn(h)))
