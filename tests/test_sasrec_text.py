@@ -149,3 +149,18 @@ def test_bad_parameters(params: dict, message: str) -> None:
 def test_needs_item_text() -> None:
     with pytest.raises(DataError, match="SASRecText needs item text"):
         SASRecText(encoder="tfidf", **FAST).fit(planted_data())
+
+
+def test_leave_one_out_on_shared_older_states_equals_rescoring() -> None:
+    """The text items go through the shared-prefix leave-one-out (its input stage is the
+    network's own ``embed``): the generic path's re-scored drops."""
+    from recstack.explain import attribute, leave_one_out
+
+    data, _, _ = cold_catalog()
+    model = SASRecText(encoder="tfidf", max_len=6, **{**FAST, "layers": 2}).fit(data)
+    hist = data.histories(np.arange(12))
+    targets = model.recommend(histories=hist, k=3).index
+    fast = attribute(model, hist, targets, method="leave-one-out")
+    generic = leave_one_out(model, hist, targets)
+    assert np.abs(generic.terms).max() > 1e-4
+    np.testing.assert_allclose(fast.terms, generic.terms, atol=2e-5)

@@ -54,9 +54,10 @@ def loo_explainer(model: Any, histories: Histories, targets: np.ndarray) -> Attr
     return leave_one_out(model, histories, targets)
 
 
-#: latest events whose items a sequential model's default explainer re-scores: the 2 ms
-#: per user budget on one CPU thread; the deletion test still passes for 97% of ML-100K
-#: pairs (BENCHMARKS.md), and ``method="leave-one-out"`` re-scores every item read
+#: latest events whose items a sequential model's default explainer re-scores: SASRec
+#: explains 10 items in about 1 ms per user on one CPU thread (the budget is 2 ms) and the
+#: deletion test passes for 97% of ML-100K pairs (BENCHMARKS.md); ``method="leave-one-out"``
+#: re-scores every item the network reads
 RECENT = 5
 
 
