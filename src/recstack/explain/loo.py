@@ -59,12 +59,15 @@ def leave_one_out(
     )
 
 
+def events_from_end(histories: Histories) -> np.ndarray:
+    """(nnz,) int64: how far each event is from its history's end (1 = the latest)."""
+    return np.repeat(histories.indptr[1:], histories.lengths) - np.arange(len(histories.items))
+
+
 def _in_window(histories: Histories, x: sp.csr_matrix, window: int) -> np.ndarray:
     """Which entries of ``x = histories.to_csr()`` have an event among the latest
     ``window`` of their row, (nnz,) bool."""
-    # 1 for the latest event of a row, 2 for the one before, ...
-    from_end = np.repeat(histories.indptr[1:], histories.lengths) - np.arange(len(histories.items))
-    recent = from_end <= window
+    recent = events_from_end(histories) <= window
     n_items = histories.n_items
     recent_keys = histories.rows[recent].astype(np.int64) * n_items + histories.items[recent]
     keys = np.repeat(np.arange(len(histories), dtype=np.int64), np.diff(x.indptr)) * n_items

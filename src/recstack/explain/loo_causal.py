@@ -49,10 +49,10 @@ def prefix_shared_states(model: Any, histories: Histories, rows: np.ndarray,
     device = next(net.parameters()).device
     length = int(net.pos_emb.num_embeddings)
     older = torch.from_numpy(last_items(_without_latest(histories), length)).to(device)
-    x, padding = _embedded(net, older, 0)
+    x, padding = net.inputs(older)
     cached = []  # per block: S's keys and values, (n, H, L, d_k) each
     for block in net.encoder.blocks:
-        cached.append(_keys_values(block.attention, block.norm1(x) if block.pre_norm else x))
+        cached.append(block.attention.project(block.attention_input(x))[1:])
         x = block(x, causal=True, padding=padding)
     out = torch.empty(len(rows), x.shape[-1], device=device)
     # removing the latest item leaves S itself (zero when S is empty, as the model scores)
@@ -66,7 +66,7 @@ def prefix_shared_states(model: Any, histories: Histories, rows: np.ndarray,
         sel = np.flatnonzero(distance - 1 == s)
         r = torch.from_numpy(rows[sel]).to(device)
         split = length - int(s)  # S's columns [0, split) are the variant's older items
-        y, _ = _embedded(net, newest[r, split:], split)
+        y, _ = net.inputs(newest[r, split:])  # the window's last s columns
         key_ok = torch.cat(
             [
                 ~padding[r, None, None, :split].expand(-1, 1, int(s), -1),
@@ -98,28 +98,12 @@ def _without_latest(histories: Histories) -> Histories:
     )
 
 
-def _embedded(net: Any, items: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The network's input stage for columns ``first..`` of a full ``max_len`` window:
-    (B, C, D) inputs (zero at padding) and the (B, C) padding mask."""
-    pos = torch.arange(first, first + items.shape[1], device=items.device)
-    padding = items == 0
-    x = net.embed(items) * net.scale + net.pos_emb(pos)[None]
-    return net.dropout(x) * (~padding)[..., None], padding
-
-
-def _keys_values(attention: Any, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    dim = h.shape[-1]
-    _, k, v = (attention._split_heads(t) for t in attention.qkv(h).split(dim, dim=-1))
-    return k, v
-
-
 def _suffix_block(block: Any, y: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor,
                   key_ok: torch.Tensor) -> torch.Tensor:  # fmt: skip
     """One :class:`TransformerBlock` for the newer items ``y`` (B, s, D), whose keys and
     values are the older items' cached ones followed by their own (causal among them)."""
     attention = block.attention
-    h = block.norm1(y) if block.pre_norm else y
-    q, k, v = (attention._split_heads(t) for t in attention.qkv(h).split(y.shape[-1], dim=-1))
+    q, k, v = attention.project(block.attention_input(y))
     ctx = F.scaled_dot_product_attention(
         q,
         torch.cat([k_old, k], dim=2),
@@ -127,9 +111,4 @@ def _suffix_block(block: Any, y: torch.Tensor, k_old: torch.Tensor, v_old: torch
         attn_mask=key_ok,
         scale=1.0 / math.sqrt(attention.head_dim),
     )
-    a = attention.out(ctx.transpose(1, 2).reshape(y.shape))
-    if block.pre_norm:
-        h = y + block.drop(a)
-        return h + block.drop(block.ffn(block.norm2(h)))
-    h = block.norm1(y + block.drop(a))
-    return block.norm2(h + block.drop(block.ffn(h)))
+    return block.residual(y, attention.out(ctx.transpose(1, 2).reshape(y.shape)))

@@ -30,7 +30,7 @@ import numpy as np
 
 from recstack.data import Histories
 from recstack.explain.attribution import Attribution, target_scores, without_items
-from recstack.explain.loo import _in_window
+from recstack.explain.loo import _in_window, events_from_end
 from recstack.models import _als_kernels as K
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def _event_count_and_distance(
     and how far its latest one is from the history's end (1 = the latest event)."""
     n = np.int64(histories.n_items)
     keys = histories.rows.astype(np.int64) * n + histories.items
-    from_end = np.repeat(histories.indptr[1:], histories.lengths) - np.arange(len(keys))
+    from_end = events_from_end(histories)
     order = np.lexsort((from_end, keys))  # by key, then nearest the end first
     uniq, first, counts = np.unique(keys[order], return_index=True, return_counts=True)
     at = np.searchsorted(uniq, rows.astype(np.int64) * n + items)

@@ -171,7 +171,7 @@ class MultiHeadSelfAttention(nn.Module):
         batch, length, dim = _check_input(x, padding, self.dim)
         if last_only:
             return self._last_query(x, causal=causal, padding=padding)
-        q, k, v = (self._split_heads(t) for t in self.qkv(x).split(dim, dim=-1))
+        q, k, v = self.project(x)
         scale = 1.0 / math.sqrt(self.head_dim)
         p_drop = self.dropout if self.training else 0.0
         alive: Tensor | None = None
@@ -219,6 +219,11 @@ class MultiHeadSelfAttention(nn.Module):
         )
         out = self.out(ctx.transpose(1, 2).reshape(batch, 1, dim))
         return out.masked_fill(~alive, 0.0)
+
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values of ``x`` (B, L, D), each (B, H, L, d_k)."""
+        q, k, v = (self._split_heads(t) for t in self.qkv(x).split(self.dim, dim=-1))
+        return q, k, v
 
     def _split_heads(self, t: Tensor) -> Tensor:
         """(B, L, D) -> (B, H, L, d_k): head ``h`` holds features ``h*d_k : (h+1)*d_k``."""
@@ -313,7 +318,7 @@ class TransformerBlock(nn.Module):
         weights : (B, H, L, L) tensor, only when ``return_weights``
         """
         a = self.attention(
-            self.norm1(x) if self.pre_norm else x,
+            self.attention_input(x),
             causal=causal,
             padding=padding,
             return_weights=return_weights and not last_only,
@@ -323,15 +328,23 @@ class TransformerBlock(nn.Module):
         if last_only:
             x = x[:, -1:]
             padding = None if padding is None else padding[:, -1:]
-        h = x + self.drop(a)
-        if self.pre_norm:
-            out = h + self.drop(self.ffn(self.norm2(h)))
-        else:
-            h = self.norm1(h)
-            out = self.norm2(h + self.drop(self.ffn(h)))
+        out = self.residual(x, a)
         if padding is not None:
             out = out.masked_fill(padding[..., None], 0.0)
         return (out, weights) if weights is not None else out
+
+    def attention_input(self, x: Tensor) -> Tensor:
+        """What the attention reads from the block's input ``x`` (normalized when pre-LN)."""
+        return self.norm1(x) if self.pre_norm else x
+
+    def residual(self, x: Tensor, a: Tensor) -> Tensor:
+        """The block's output from its input ``x`` and the attention's output ``a`` at the
+        same positions: the residual branches, norms and feed-forward network."""
+        h = x + self.drop(a)
+        if self.pre_norm:
+            return h + self.drop(self.ffn(self.norm2(h)))
+        h = self.norm1(h)
+        return self.norm2(h + self.drop(self.ffn(h)))
 
 
 class TransformerEncoder(nn.Module):

@@ -53,6 +53,16 @@ class TransformerSequenceNet(nn.Module):
         """Input representation (..., D) of shifted item indices (...)."""
         return self.item_emb(items)
 
+    def inputs(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder's input (B, L, D) (zero at padding) and the (B, L) padding mask of
+        padded item indices (B, L); the columns are the last ``L`` of a ``max_len`` window
+        (positions count from the right end)."""
+        length = items.shape[1]
+        pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
+        x = self.embed(items) * self.scale + self.pos_emb(pos)[None]
+        padding = items == 0
+        return self.dropout(x) * (~padding)[..., None], padding
+
     def forward(
         self, items: torch.Tensor, return_weights: bool = False, last_only: bool = False
     ) -> Any:
@@ -61,11 +71,7 @@ class TransformerSequenceNet(nn.Module):
         Returns (B, L, D) hidden states (and each layer's (B, H, L, L) attention weights
         when ``return_weights``).
         """
-        length = items.shape[1]
-        pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
-        x = self.embed(items) * self.scale + self.pos_emb(pos)[None]
-        padding = items == 0
-        x = self.dropout(x) * (~padding)[..., None]
+        x, padding = self.inputs(items)
         return self.encoder(
             x,
             causal=self.causal,
