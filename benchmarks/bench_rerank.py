@@ -91,6 +91,8 @@ COLLAB_SWEEP = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3, 0.2, 0.0)
 GRID_N = (100, 200)
 GRID_LAM = (0.6, 0.5, 0.45, 0.4, 0.35, 0.3)
 GRID_COVERAGE = (0.0, 0.05, 0.1, 0.2, 0.3)
+#: the metrics whose changes the grid tables report
+GRID_METRICS = ("ndcg", "ild", "coverage", "miscalibration")
 
 
 def with_genres(split: Split) -> Split:
@@ -189,9 +191,6 @@ def meets(row: pd.Series, label: str, max_loss: float) -> bool:
     if label.startswith("calibrate"):
         return bool(row["d_miscalibration"] <= -50)
     return bool(row["d_ild"] >= 20 and row["d_coverage"] >= 30)
-
-
-GRID_METRICS = ("ndcg", "ild", "coverage", "miscalibration")
 
 
 def with_changes(table: pd.DataFrame) -> pd.DataFrame:
@@ -403,6 +402,8 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
+    if args.origins < 1:
+        parser.error(f"--origins must be at least 1, got {args.origins}")
     params: dict[str, dict[str, Any]] = {}
     for item in args.param:
         model_name, _, pair = item.partition(":")
