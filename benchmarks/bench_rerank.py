@@ -58,7 +58,7 @@ import scipy.sparse as sp
 
 from _protocol import ML100K, machine, peer_split
 from recstack.data import Interactions, read_features
-from recstack.data.splits import Split, leave_last_out
+from recstack.data.splits import Split, rolling_origins
 from recstack.evaluation.evaluator import (
     evaluate,
     evaluate_rerankers,
@@ -109,18 +109,6 @@ def with_genres(split: Split) -> Split:
     train, valid, test = attach(split.train), attach(split.valid), attach(split.test)
     assert train is not None and test is not None
     return Split(train, valid, test, split.info)
-
-
-def origins(split: Split, n: int) -> list[Split]:
-    """``n`` validation origins, latest first: the split's own (train -> valid), then each
-    earlier one holding out every user's last event of the previous origin's train part."""
-    out = [split]
-    train = split.train
-    for _ in range(n - 1):
-        earlier = leave_last_out(train, n_valid=0, n_test=1)
-        train = earlier.train
-        out.append(Split(earlier.train, earlier.test, earlier.test, earlier.info))
-    return out
 
 
 def average(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -312,7 +300,7 @@ def _fit_like_evaluator(rr: Reranker, split: Split) -> Reranker:
 def run_model(name: str, make: Callable[..., Recommender], split: Split, args: Any) -> str:
     lines = [f"\n## {name}\n"]
     t0 = time.perf_counter()
-    parts = origins(split, args.origins)
+    parts = rolling_origins(split, args.origins)
     fitted = [make().fit(part.train, part.valid) for part in parts]
     tables = [
         sweeps(m, part, "valid", args.candidates) for m, part in zip(fitted, parts, strict=True)

@@ -19,6 +19,7 @@ from recstack.data.splits import (
     global_temporal,
     leave_last_out,
     random_ratio,
+    rolling_origins,
     split,
     temporal_ratio,
 )
@@ -243,6 +244,49 @@ def test_loo_per_user_counts(shop: Interactions, n_valid: int, n_test: int):
         )
 
 
+# ---------------------------------------------------------------------------- rolling origins
+@pytest.mark.parametrize(("fixture", "n"), [("shop", 4), ("tiny", 3)])  # tiny: users run short
+def test_rolling_origins_hold_out_earlier_events(
+    fixture: str, n: int, request: pytest.FixtureRequest
+):
+    shop = request.getfixturevalue(fixture)
+    s = leave_last_out(shop)
+    origins = rolling_origins(s, n)
+    assert len(origins) == n and origins[0] is s
+    for j, o in enumerate(origins[1:], start=1):
+        assert o.test is s.test and o.info["params"] == {"origin": j}
+        assert o.train.users is shop.users and o.valid is not None
+        # brute force: each user's train events before this origin (time order), the last
+        # of them held out when there are 2 or more
+        for u in range(shop.n_users):
+            seq = shop.item[shop.indptr[u] : shop.indptr[u + 1]]
+            left = len(seq) - 2 if len(seq) >= 3 else len(seq)  # origin 0's train
+            for _ in range(j - 1):
+                left -= left >= 2
+            got_valid = o.valid.item[o.valid.indptr[u] : o.valid.indptr[u + 1]]
+            got_train = o.train.item[o.train.indptr[u] : o.train.indptr[u + 1]]
+            held = seq[left - 1 : left] if left >= 2 else seq[:0]
+            np.testing.assert_array_equal(got_valid, held)
+            np.testing.assert_array_equal(got_train, seq[: left - len(held)])
+        short = (np.diff(origins[j - 1].train.indptr) == 1).sum()
+        assert o.info["users_too_short"] == short
+
+
+def test_rolling_origins_bad_input(shop: Interactions):
+    s = leave_last_out(shop)
+    assert rolling_origins(s, 1) == [s]
+    with pytest.raises(ConfigError, match="n must be"):
+        rolling_origins(s, 0)
+    with pytest.raises(ConfigError, match="no validation part"):
+        rolling_origins(leave_last_out(shop, n_valid=0), 2)
+
+
+def test_rolling_origins_too_many(tiny: Interactions):
+    # origin 3 of tiny: every user has one train event left
+    with pytest.raises(ConfigError, match=r"origin 3 would hold out nothing.*at most 3"):
+        rolling_origins(leave_last_out(tiny), 4)
+
+
 # ---------------------------------------------------------------------------- ratio splits
 def _expected_ratio_counts(n: int, test: float, valid: float) -> tuple[int, int]:
     """The documented rule, one user at a time."""
@@ -423,3 +467,12 @@ def test_bad_parameters(shop: Interactions, method: str, params: dict, match: st
 def test_too_short_for_any_test(tiny: Interactions):
     with pytest.raises(ConfigError, match=r"test part is empty \(3 users have too few events\)"):
         leave_last_out(tiny, n_valid=3, n_test=3)
+
+
+def test_docstring_examples() -> None:
+    import doctest
+
+    from recstack.data import splits
+
+    result = doctest.testmod(splits)
+    assert result.attempted >= 3 and result.failed == 0

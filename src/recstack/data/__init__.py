@@ -20,6 +20,7 @@ from recstack.data.splits import (
     global_temporal,
     leave_last_out,
     random_ratio,
+    rolling_origins,
     split,
     temporal_ratio,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "read_features",
     "read_movielens",
     "read_table",
+    "rolling_origins",
     "save_split",
     "split",
     "temporal_ratio",
