@@ -123,11 +123,15 @@ def test_compare_writes_report_and_tune_feeds_evaluate(ml100k_dir: Path, tmp_pat
         "popularity",
         "--trials",
         "2",
+        "--origins",
+        "2",
         "--out",
         "best.json",
         cwd=tmp_path,
     )
     assert res.returncode == 0, res.stderr
+    assert "mean of 2 origins" in " ".join(res.stdout.split())  # the title may wrap
+    assert json.loads((tmp_path / "best.json").read_text())["origins"] == 2
     res = run(
         "evaluate",
         str(ml100k_dir),
@@ -187,6 +191,10 @@ def test_quickstart_offline_uses_synthetic_data(tmp_path: Path) -> None:
             "exactly one of",
         ),
         (["tune", "{data}", "--model", "popularity", "--trials", "0"], "--trials"),
+        (
+            ["tune", "{data}", "--model", "popularity", "--origins", "0"],
+            "origins must be a positive integer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conformance import planted_data
-from recstack.data.splits import Split, leave_last_out
+from recstack.data.splits import Split, leave_last_out, rolling_origins
 from recstack.errors import ConfigError
+from recstack.evaluation import evaluate
 from recstack.evaluation.tune import tune
 from recstack.models import get_model_class, model_names
 from test_biased_mf import planted_ratings
@@ -101,3 +102,19 @@ def test_bad_requests(planted_split: Split) -> None:
         tune("ease", planted_split, trials=1, metric="ndcg@11")
     with pytest.raises(ConfigError, match="validation"):
         tune("ease", Split(planted_split.train, None, planted_split.test), trials=1)
+
+
+def test_origins_average_the_validation_of_each(planted_split: Split) -> None:
+    result = tune("ease", planted_split, trials=3, origins=3)
+    assert result.origins == 3
+    # the best trial's value, recomputed by hand: one EASE per origin, mean NDCG@10
+    model = get_model_class("ease")
+    by_origin = [
+        evaluate(model(**result.best_params).fit(o.train), o, on="valid", progress=False)
+        for o in rolling_origins(planted_split, 3)
+    ]
+    values = [r.metrics["ndcg@10"] for r in by_origin]
+    assert result.best_value == pytest.approx(np.mean(values))
+    assert len(set(values)) > 1  # the origins differ, so the mean is a real check
+    with pytest.raises(ConfigError, match="origins must be a positive integer"):
+        tune("ease", planted_split, trials=1, origins=0)

@@ -383,6 +383,14 @@ def tune_cmd(
     method: Annotated[
         str, typer.Option("--split", help="Split method when DATA is not a saved split.")
     ] = "loo",
+    origins: Annotated[
+        int,
+        typer.Option(
+            "--origins",
+            help="Score each trial on the mean of this many validation origins (the split's "
+            "validation and each user's earlier events held out in turn; one fit each).",
+        ),
+    ] = 1,
 ) -> None:
     """Search hyper-parameters on the validation split (optuna TPE); `--param` pins values.
     The JSON written by `--out` is accepted by `evaluate --params-file`."""
@@ -397,8 +405,14 @@ def tune_cmd(
     def show(number: int, value: float, params: dict[str, Any]) -> None:
         err.print(f"trial {number + 1}/{trials}: {metric} {value:.4f}  {params}", highlight=False)
 
-    result = tune(model, split, trials=trials, metric=metric, fixed=fixed, seed=seed, callback=show)
-    table = Table(title=f"best {model}: valid {metric} {result.best_value:.4f}", show_header=False)
+    result = tune(
+        model, split, trials=trials, metric=metric, fixed=fixed, seed=seed, origins=origins,
+        callback=show,
+    )  # fmt: skip
+    over = f" (mean of {result.origins} origins)" if result.origins > 1 else ""
+    table = Table(
+        title=f"best {model}: valid {metric} {result.best_value:.4f}{over}", show_header=False
+    )
     for key, value in result.best_params.items():
         table.add_row(key, repr(value))
     out.print(table)
@@ -410,6 +424,7 @@ def tune_cmd(
                 "params": result.best_params,
                 "metric": metric,
                 "valid": result.best_value,
+                "origins": result.origins,
             },
         )
         out.print(

@@ -4,6 +4,9 @@ Each model declares its search space in the class attribute ``search_space``:
 ``{"factors": ("int", 16, 256, "log"), "alpha": ("float", 0.1, 50.0, "log"),
 "weighting": ("categorical", ["none", "bm25"])}``. Trials fit on ``split.train`` and score
 validation users from train (``evaluate(..., on="valid")``); the test split is never seen.
+With ``origins > 1`` each trial is scored on the mean over the split's validation and earlier
+rolling origins (:func:`~recstack.data.splits.rolling_origins`): a less noisy choice, at one
+fit per origin.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recstack.data.splits import Split
+from recstack.data.splits import Split, rolling_origins
 from recstack.errors import ConfigError, require
 from recstack.evaluation.evaluator import evaluate
 from recstack.models.registry import get_model_class
@@ -33,6 +36,8 @@ class TuneResult:
     best_params: dict[str, Any]
     best_value: float
     trials: list[dict[str, Any]]
+    #: validation origins each value is the mean over
+    origins: int = 1
 
 
 def _suggest(trial: Any, name: str, spec: Spec) -> Any:
@@ -55,6 +60,7 @@ def tune(
     fixed: Mapping[str, Any] | None = None,
     space: Mapping[str, Spec] | None = None,
     seed: int = 0,
+    origins: int = 1,
     callback: Callable[[int, float, dict[str, Any]], None] | None = None,
 ) -> TuneResult:
     """Search ``model``'s parameters, optimizing validation ``metric`` (``rmse``/``mae`` are
@@ -72,6 +78,9 @@ def tune(
         Parameters held fixed (removed from the space).
     space : mapping, optional
         Overrides the model's ``search_space``.
+    origins : int
+        Validation origins a trial's value is the mean over (``rolling_origins``; one fit
+        each); 1: the split's validation part alone.
     callback : callable, optional
         Called after each trial with ``(trial number, value, params)`` (progress display).
     """
@@ -89,14 +98,20 @@ def tune(
         raise ConfigError("tune needs a split with a validation part (e.g. leave-last-out)")
     if trials <= 0:
         raise ConfigError(f"trials must be a positive integer, got {trials}")
+    if isinstance(origins, bool) or not isinstance(origins, int) or origins < 1:
+        raise ConfigError(f"origins must be a positive integer, got {origins!r}")
+    parts = rolling_origins(split, origins)
 
     def objective(trial: Any) -> float:
         params = {**fixed, **{n: _suggest(trial, n, s) for n, s in space.items()}}
-        rec = klass(**params).fit(split.train, split.valid)
-        result = evaluate(rec, split, on="valid", progress=False)
-        if metric not in result.metrics:
-            raise ConfigError(f"unknown metric {metric!r}; available: {', '.join(result.metrics)}")
-        value = float(result.metrics[metric])
+        values = []
+        for part in parts:
+            rec = klass(**params).fit(part.train, part.valid)
+            metrics = evaluate(rec, part, on="valid", progress=False).metrics
+            if metric not in metrics:
+                raise ConfigError(f"unknown metric {metric!r}; available: {', '.join(metrics)}")
+            values.append(float(metrics[metric]))
+        value = sum(values) / len(values)
         if callback is not None:
             callback(trial.number, value, params)
         return value
@@ -112,4 +127,5 @@ def tune(
         best_params={**fixed, **study.best_params},
         best_value=float(study.best_value),
         trials=[{"number": t.number, "value": t.value, "params": t.params} for t in study.trials],
+        origins=len(parts),
     )
