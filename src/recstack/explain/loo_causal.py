@@ -14,12 +14,10 @@ have this structure and takes the plain path.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from recstack.data import Histories
 from recstack.models.neural.sequences import last_items
@@ -104,11 +102,5 @@ def _suffix_block(block: Any, y: torch.Tensor, k_old: torch.Tensor, v_old: torch
     values are the older items' cached ones followed by their own (causal among them)."""
     attention = block.attention
     q, k, v = attention.project(block.attention_input(y))
-    ctx = F.scaled_dot_product_attention(
-        q,
-        torch.cat([k_old, k], dim=2),
-        torch.cat([v_old, v], dim=2),
-        attn_mask=key_ok,
-        scale=1.0 / math.sqrt(attention.head_dim),
-    )
-    return block.residual(y, attention.out(ctx.transpose(1, 2).reshape(y.shape)))
+    a = attention.attend(q, torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2), key_ok)
+    return block.residual(y, a)

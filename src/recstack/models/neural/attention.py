@@ -168,34 +168,27 @@ class MultiHeadSelfAttention(nn.Module):
             before dropout. Rows sum to 1 over the allowed keys, 0 on masked keys; rows of
             queries that see no key are all 0.
         """
-        batch, length, dim = _check_input(x, padding, self.dim)
+        batch, length, _ = _check_input(x, padding, self.dim)
         if last_only:
             return self._last_query(x, causal=causal, padding=padding)
         q, k, v = self.project(x)
-        scale = 1.0 / math.sqrt(self.head_dim)
-        p_drop = self.dropout if self.training else 0.0
         alive: Tensor | None = None
+        weights = None
         if not return_weights and padding is None:
             # no dead rows without padding: every query sees at least itself
-            ctx = F.scaled_dot_product_attention(
-                q, k, v, dropout_p=p_drop, is_causal=causal, scale=scale
-            )
-            weights = None
+            out = self.attend(q, k, v, causal=causal)
         else:
             allowed, alive = _attention_mask(
                 batch, length, causal=causal, padding=padding, device=x.device
             )
             if return_weights:
-                scores = q @ k.transpose(-2, -1) * scale  # (B, H, L, L)
+                scores = q @ k.transpose(-2, -1) * (1.0 / math.sqrt(self.head_dim))  # (B, H, L, L)
                 scores = scores.masked_fill(~allowed, float("-inf"))
                 weights = scores.softmax(dim=-1).masked_fill(~alive[:, None], 0.0)
-                ctx = F.dropout(weights, p_drop, training=self.training) @ v  # (B, H, L, d_k)
+                p_drop = self.dropout if self.training else 0.0
+                out = self.merge(F.dropout(weights, p_drop, training=self.training) @ v)
             else:
-                ctx = F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=allowed, dropout_p=p_drop, scale=scale
-                )
-                weights = None
-        out = self.out(ctx.transpose(1, 2).reshape(batch, length, dim))  # merge heads
+                out = self.attend(q, k, v, allowed)
         if alive is not None:
             out = out.masked_fill(~alive, 0.0)
         return (out, weights) if weights is not None else out
@@ -213,17 +206,41 @@ class MultiHeadSelfAttention(nn.Module):
             batch, length, causal=causal, padding=padding, device=x.device
         )
         allowed, alive = allowed[:, :, -1:], alive[:, -1:]  # the last query's row
-        p_drop = self.dropout if self.training else 0.0
-        ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=allowed, dropout_p=p_drop, scale=1.0 / math.sqrt(self.head_dim)
-        )
-        out = self.out(ctx.transpose(1, 2).reshape(batch, 1, dim))
-        return out.masked_fill(~alive, 0.0)
+        return self.attend(q, k, v, allowed).masked_fill(~alive, 0.0)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values of ``x`` (B, L, D), each (B, H, L, d_k)."""
         q, k, v = (self._split_heads(t) for t in self.qkv(x).split(self.dim, dim=-1))
         return q, k, v
+
+    def attend(
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        allowed: Tensor | None = None,
+        *,
+        causal: bool = False,
+    ) -> Tensor:
+        """The output (B, Lq, D) of queries ``q`` (B, H, Lq, d_k) attending to keys and values
+        (B, H, Lk, d_k): scaled dot products, a softmax over the keys ``allowed`` ((B, 1, Lq,
+        Lk) bool, True where a query may look) or under a ``causal`` mask, dropout on the
+        weights in training, the heads merged and projected."""
+        ctx = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=allowed,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=causal,
+            scale=1.0 / math.sqrt(self.head_dim),
+        )
+        return self.merge(ctx)
+
+    def merge(self, ctx: Tensor) -> Tensor:
+        """(B, H, L, d_k) per-head outputs -> (B, L, D): heads concatenated, then projected."""
+        batch, _, length, _ = ctx.shape
+        return self.out(ctx.transpose(1, 2).reshape(batch, length, self.dim))
 
     def _split_heads(self, t: Tensor) -> Tensor:
         """(B, L, D) -> (B, H, L, d_k): head ``h`` holds features ``h*d_k : (h+1)*d_k``."""
