@@ -2,10 +2,23 @@
 
 Each model trains on the train split with early stopping on validation NDCG@10 (the same
 validation the peers' scripts use: the next item after train, train items excluded), then is
-tested from the train + valid history (the sequential peers' protocol). Time to quality:
-the wall time at which recstack's validation NDCG@10 first reaches RecBole's best validation
-NDCG@10 (same evaluator), against the ~2,750 s RecBole SASRec needed for it (27 epochs x
-~102 s, ../shared/peers/results.json, measured on this kind of 2-core machine).
+tested from the train + valid history (the sequential peers' protocol), once per seed
+(``--seeds``). Time to quality: the wall time at which recstack's validation NDCG@10 first
+reaches RecBole's best validation NDCG@10 (same evaluator), against the time RecBole needed
+to reach it. That time is only comparable on one machine, so ``--recbole-run DIR`` takes it
+from a RecBole run on this machine, made with the peers' own script just before::
+
+    python -m venv rb && rb/bin/pip install "torch>=2.3,<2.14" "pandas<3" recbole==1.2.1
+    # patch RecBole as ../shared/peers/recbole-*.diff shows (numpy 2, torch >= 2.6), then
+    PEERS_WORK=DIR rb/bin/python ../../shared/peers/scripts/make_split.py
+    PEERS_WORK=DIR rb/bin/python ../../shared/peers/scripts/run_recbole.py SASRec 100000 \
+        train_batch_size=256 epochs=27 variant=here
+    python bench_sequential.py --recbole-run DIR
+
+(its seeded curve is the recorded one, best at epoch 27, so 27 epochs reach it). Without
+it, the recorded ~2,750 s (27 epochs x ~102 s, ../shared/peers/results.json) from another
+machine of this kind is the reference: a rough one, since the two libraries' speeds differ
+from machine to machine by different factors.
 
 ``--synthetic``: a synthetic shop with planted successor transitions (each event is, with
 probability 0.7, the fixed successor of the previous item), leave-last-out: the sequential
@@ -20,7 +33,7 @@ and run in the same process, since RecBole's recorded times come from other runs
 items; prints the epoch time and the peak RSS.
 
 Run: ``cd benchmarks && python bench_sequential.py [--models sasrec,gru4rec] [--param k=v]
-[--synthetic] [--scoring] [--scale]``.
+[--seeds 0,1,2] [--recbole-run DIR] [--synthetic] [--scoring] [--scale]``.
 """
 
 from __future__ import annotations
@@ -29,6 +42,7 @@ import argparse
 import json
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +73,34 @@ def recbole_rows() -> dict[str, dict]:
                 continue
             out[r["model"].lower()] = r
     return out
+
+
+def time_to_best(row: dict) -> tuple[float, int]:
+    """(seconds, epoch) at which a RecBole run reached its best validation: its fit time
+    (training and validation) up to the first epoch of its best validation value."""
+    curve = row["valid_curve_ndcg10"]
+    best = int(np.argmax(curve)) + 1
+    return row["fit_time_s"] * best / len(curve), best
+
+
+def recbole_here(run_dir: Path, recorded: dict) -> dict:
+    """The latest row of ``model`` in a ``run_recbole.py`` output directory, checked against
+    the recorded run: with the same seed its validation curve must be the recorded one."""
+    rows = [
+        r
+        for r in json.loads((run_dir / "results.json").read_text())
+        if r["model"] == recorded["model"] and r["library"].startswith("RecBole")
+    ]
+    if not rows:
+        raise SystemExit(f"{run_dir}/results.json has no RecBole {recorded['model']} row")
+    row = rows[-1]
+    here, then = row["valid_curve_ndcg10"], recorded["valid_curve_ndcg10"]
+    if here != then[: len(here)]:
+        raise SystemExit(
+            f"RecBole's validation curve in {run_dir} is not the recorded one: {here} "
+            f"against {then[: len(here)]} (another seed or setting?)"
+        )
+    return row
 
 
 class RecBoleGRU4Rec(nn.Module):
@@ -207,10 +249,64 @@ def scale(params: dict) -> None:
     )
 
 
+def ml100k(name: str, params: dict, peer: dict | None, anchor: tuple[float, str] | None) -> None:
+    """Fit ``name`` on the peers' split, print its curve, test metrics, scoring time and
+    time to RecBole's best validation (``anchor``: RecBole's seconds to it, and where they
+    were measured)."""
+    split = peer_split()
+    model = create_model(name, **params)
+    t0 = time.perf_counter()
+    model.fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t0
+    test = evaluate(model, split, progress=False).metrics
+    # RecBole's rec_time_s: top-10 of every user from the train + valid history, seen
+    # items excluded (full-sort scores, history mask, top-k); best of 3
+    hist = split.test_history().histories()
+    score_s = min(_timed(model, hist) for _ in range(3))
+    model.optimize_inference()  # the traced network, as the service scores
+    _timed(model, hist)  # the first traced call builds the graph
+    traced_s = min(_timed(model, hist) for _ in range(3))
+    print(f"\n## {name} {model.get_params()}")
+    print("| epoch | loss | valid NDCG@10 | s |")
+    print("|---|---|---|---|")
+    for e, loss, v, sec in model.training_log_:
+        print(f"| {e} | {loss:.4f} | {v:.4f} | {sec:.0f} |")
+    print(
+        f"best epoch {model.best_epoch_} (valid {model.best_valid_ndcg_:.4f}); fit "
+        f"{fit_s:.0f} s; top-10 for all {len(hist)} users {score_s:.3f} s "
+        f"({traced_s:.3f} s traced)" + (f" (RecBole {peer['rec_time_s']:.3f} s)" if peer else "")
+    )
+    print(
+        f"test: HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f} HR@20 "
+        f"{test['hr@20']:.4f} NDCG@20 {test['ndcg@20']:.4f} MRR@10 {test['mrr@10']:.4f}"
+    )
+    if peer and anchor:
+        target = peer["valid_NDCG10"]
+        reach = next((sec for _, _, v, sec in model.training_log_ if v >= target), None)
+        print(
+            f"RecBole {peer['model']}: test NDCG@10 {peer['NDCG@10']:.4f} (ratio "
+            f"{test['ndcg@10'] / peer['NDCG@10']:.3f}), best valid {target:.4f} after "
+            f"{anchor[0]:.0f} s ({anchor[1]}); recstack reached it after "
+            + (
+                f"{reach:.0f} s: {anchor[0] / reach:.1f}x faster"
+                if reach is not None
+                else "— (never)"
+            ),
+            flush=True,
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="sasrec")
     ap.add_argument("--param", action="append", default=[], help="model parameter k=v (JSON)")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds, one fit each")
+    ap.add_argument(
+        "--recbole-run",
+        type=Path,
+        default=None,
+        help="a PEERS_WORK directory of run_recbole.py on this machine (see the docstring)",
+    )
     ap.add_argument("--synthetic", action="store_true")
     ap.add_argument("--scale", action="store_true")
     ap.add_argument("--scoring", action="store_true")
@@ -226,47 +322,23 @@ def main() -> None:
         scale(params)
     if args.no_ml100k:
         return
-    split = peer_split()
     peers = recbole_rows()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [params.get("seed", 0)]
     for name in args.models.split(","):
-        model = create_model(name, **params)
-        t0 = time.perf_counter()
-        model.fit(split.train, split.valid)
-        fit_s = time.perf_counter() - t0
-        test = evaluate(model, split, progress=False).metrics
-        # RecBole's rec_time_s: top-10 of every user from the train + valid history, seen
-        # items excluded (full-sort scores, history mask, top-k); best of 3
-        hist = split.test_history().histories()
-        score_s = min(_timed(model, hist) for _ in range(3))
-        model.optimize_inference()  # the traced network, as the service scores
-        _timed(model, hist)  # the first traced call builds the graph
-        traced_s = min(_timed(model, hist) for _ in range(3))
         peer = peers.get(name.replace("-", ""))
-        print(f"\n## {name} {model.get_params()}")
-        print("| epoch | loss | valid NDCG@10 | s |")
-        print("|---|---|---|---|")
-        for e, loss, v, sec in model.training_log_:
-            print(f"| {e} | {loss:.4f} | {v:.4f} | {sec:.0f} |")
-        print(
-            f"best epoch {model.best_epoch_} (valid {model.best_valid_ndcg_:.4f}); fit "
-            f"{fit_s:.0f} s; top-10 for all {len(hist)} users {score_s:.3f} s "
-            f"({traced_s:.3f} s traced)"
-            + (f" (RecBole {peer['rec_time_s']:.3f} s)" if peer else "")
-        )
-        print(
-            f"test: HR@10 {test['hr@10']:.4f} NDCG@10 {test['ndcg@10']:.4f} HR@20 "
-            f"{test['hr@20']:.4f} NDCG@20 {test['ndcg@20']:.4f} MRR@10 {test['mrr@10']:.4f}"
-        )
+        anchor = None
         if peer:
-            target = peer["valid_NDCG10"]
-            reach = next((sec for _, _, v, sec in model.training_log_ if v >= target), None)
-            print(
-                f"RecBole {peer['model']}: test NDCG@10 {peer['NDCG@10']:.4f} (ratio "
-                f"{test['ndcg@10'] / peer['NDCG@10']:.3f}), best valid {target:.4f}; recstack "
-                "reached it after "
-                + (f"{reach:.0f} s" if reach is not None else "— (never)")
-                + f"; RecBole ~{peer['sec_per_epoch']:.0f} s/epoch"
-            )
+            seconds, epoch = time_to_best(peer)
+            anchor = (seconds, f"epoch {epoch}, recorded on another machine")
+            if args.recbole_run is not None:
+                peer = recbole_here(args.recbole_run, peer)
+                seconds, epoch = time_to_best(peer)
+                anchor = (
+                    seconds,
+                    f"epoch {epoch}, this machine, {peer['sec_per_epoch']:.0f} s/epoch",
+                )
+        for seed in seeds:
+            ml100k(name, {**params, "seed": seed}, peer, anchor)
 
 
 if __name__ == "__main__":

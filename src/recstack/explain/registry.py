@@ -76,6 +76,9 @@ def recent_explainer(recent: int = RECENT) -> Explainer:
     return explainer
 
 
+#: the sequential models' default explainer, also chosen by name as ``"recent"``
+_RECENT = recent_explainer()
+
 #: ``"module:Class"`` -> its explainer (``method="auto"``); others get :func:`loo_explainer`
 EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.knn:ItemKNN": itemknn_attribution,
@@ -85,14 +88,14 @@ EXPLAINERS: dict[str, Explainer] = {
     "recstack.models.nmf:NMF": nmf_attribution,
     "recstack.models.bpr:BPR": bpr_influence,
     "recstack.models.baselines:Popularity": popularity_attribution,
-    _SEQUENTIAL: recent_explainer(),
+    _SEQUENTIAL: _RECENT,
 }
 
 #: explainers chosen by name, whatever the model (``"recent:N"`` sets ``recent``'s count)
 METHODS: dict[str, Explainer] = {
     "leave-one-out": loo_explainer,
     "attention": attention_attribution,
-    "recent": recent_explainer(),
+    "recent": _RECENT,
 }
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from recstack.data import Histories, Interactions
 from recstack.errors import ConfigError, DataError
 from recstack.models.base import Recommender, batch_rows
-from recstack.models.neural.sequences import last_items, training_windows
+from recstack.models.neural.sequences import last_items, shuffle_ties, training_windows
 from recstack.models.neural.training import TrainConfig, init_distributed, train, trim_padding
 
 LOSSES = ("ce", "sampled")
@@ -81,6 +81,13 @@ class SequentialRecommender(Recommender):
         out by default; the position's own target stays in when it is a repeat. False to
         recommend items again (``recommend(..., exclude_seen=False)``, repeat consumption),
         which a model trained with True never learned to rank.
+    shuffle_ties : bool
+        Each epoch, put each run of a history's events with the same time in a fresh
+        random order (:func:`~recstack.models.neural.sequences.shuffle_ties`): the log's
+        order among events of one second (or one day) is arbitrary, and a model should not
+        learn it. Data without timestamps has no ties (times are positions). True by
+        default for SASRec (measured on ML-100K: BENCHMARKS.md), False for the others,
+        which have not been measured with it.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed : int
@@ -99,6 +106,7 @@ class SequentialRecommender(Recommender):
         "learning_rate": ("float", 1e-4, 1e-2, "log"),
         "weight_decay": ("float", 0.0, 0.5),
         "max_len": ("categorical", [20, 50, 100, 200]),
+        "shuffle_ties": ("categorical", [False, True]),
     }
 
     dim: int
@@ -113,6 +121,7 @@ class SequentialRecommender(Recommender):
     patience: int
     loss: str
     negatives: int
+    shuffle_ties: bool
     device: str
     seed: int
     verbose: bool
@@ -136,7 +145,7 @@ class SequentialRecommender(Recommender):
         _check_float("clip_norm", self.clip_norm, 0.0, math.inf)
         if self.loss not in LOSSES:
             raise ConfigError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        for key in ("verbose", "exclude_seen"):
+        for key in ("verbose", "exclude_seen", "shuffle_ties"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"{key} must be True or False, got {getattr(self, key)!r}")
         self._device()  # a bad device name fails here, before training
@@ -193,7 +202,8 @@ class SequentialRecommender(Recommender):
         device = self._device()
         self._n_items = train_data.n_items
         self._net = self._build_net(train_data.n_items).to(device)
-        windows = training_windows(train_data.histories(), self.max_len)
+        histories = train_data.histories()
+        windows = training_windows(histories, self.max_len)
         if len(windows) == 0:
             raise DataError(
                 f"{type(self).__name__}: no history has 2 events or more, so there is no "
@@ -237,6 +247,11 @@ class SequentialRecommender(Recommender):
             log_q=log_q,
             catalog=None if catalog is None else torch.from_numpy(catalog).to(device),
             validate=validate,
+            epoch_windows=(
+                (lambda rng: training_windows(shuffle_ties(histories, rng), self.max_len))
+                if self.shuffle_ties
+                else None
+            ),
         )
         self.best_epoch_ = int(result.best_epoch)
         self.epochs_run_ = int(result.epochs_run)

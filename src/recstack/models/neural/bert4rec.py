@@ -116,6 +116,7 @@ class BERT4Rec(TransformerRecommender):
         patience: int = 15,
         loss: str = "ce",
         negatives: int = 256,
+        shuffle_ties: bool = False,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

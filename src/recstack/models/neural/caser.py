@@ -133,6 +133,7 @@ class Caser(SequentialRecommender):
         loss: str = "ce",
         negatives: int = 256,
         exclude_seen: bool = True,
+        shuffle_ties: bool = False,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

@@ -132,6 +132,7 @@ class GRU4Rec(SequentialRecommender):
         loss: str = "ce",
         negatives: int = 256,
         exclude_seen: bool = True,
+        shuffle_ties: bool = False,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

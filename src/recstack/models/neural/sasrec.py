@@ -28,7 +28,9 @@ class SASRec(TransformerRecommender):
 
     ``exclude_seen`` (the base class documents it) raised ML-100K's validation NDCG@10 from
     .1216 to .1273 and test from .1095 to .1124, and reached RecBole's best validation in
-    215 s instead of 274 s.
+    215 s instead of 274 s. ``shuffle_ties`` (each epoch, events of the same second in a
+    fresh order; half of ML-100K's consecutive events share one) raised validation NDCG@10
+    to .1340 and test to .1173 (seed 1: .1235 -> .1302 and .1108 -> .1221).
     """
 
     name = "sasrec"
@@ -50,6 +52,7 @@ class SASRec(TransformerRecommender):
         loss: str = "ce",
         negatives: int = 256,
         exclude_seen: bool = True,
+        shuffle_ties: bool = True,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

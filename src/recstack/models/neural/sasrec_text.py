@@ -135,6 +135,7 @@ class SASRecText(TextItems, SASRec):
         patience: int = 20,
         loss: str = "ce",
         negatives: int = 256,
+        shuffle_ties: bool = False,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

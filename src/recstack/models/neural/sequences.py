@@ -62,3 +62,26 @@ def training_windows(histories: Histories, length: int) -> np.ndarray:
     valid = pos >= start[:, None]
     out = np.where(valid, histories.items[np.where(valid, pos, 0)].astype(np.int64) + 1, PAD)
     return out.astype(np.int64, copy=False)
+
+
+def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
+    """``histories`` with each run of consecutive events of equal time (within a history)
+    in a fresh random order; the other events keep their places.
+
+    Events logged in the same second (half of ML-100K's consecutive pairs) have no order
+    of their own: the log's order among them is arbitrary.
+    """
+    times = histories.times
+    owner = np.repeat(np.arange(len(histories)), histories.lengths)
+    new_run = np.ones(len(times), dtype=bool)
+    new_run[1:] = (times[1:] != times[:-1]) | (owner[1:] != owner[:-1])
+    run = np.cumsum(new_run)
+    order = np.lexsort((rng.random(len(times)), run))
+    return Histories(
+        histories.indptr,
+        histories.items[order],
+        histories.values[order],
+        times[order],
+        histories.n_items,
+        histories.users,
+    )

@@ -195,6 +195,7 @@ def train(
     log_q: torch.Tensor | None = None,
     catalog: torch.Tensor | None = None,
     validate: Callable[[], float] | None = None,
+    epoch_windows: Callable[[np.random.Generator], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``net`` in place and restore the weights of its best validation epoch.
 
@@ -215,6 +216,10 @@ def train(
         The items the loss ranges over (see :func:`catalog_loss`); None: all.
     validate : callable, optional
         Validation NDCG@10 of the current weights; enables early stopping.
+    epoch_windows : callable, optional
+        ``epoch_windows(rng)`` gives each epoch's windows instead of ``windows``: the same
+        rows (same lengths), their events in another order (``shuffle_ties``). ``rng`` is
+        the same in every process, so the processes shard one set of windows.
     """
     rank, world = _distributed()
     n_windows = len(windows)
@@ -239,6 +244,7 @@ def train(
     gen = torch.Generator().manual_seed(config.seed + rank)
     rng = np.random.default_rng(config.seed + rank)
     data = torch.from_numpy(windows)
+    tie_rng = np.random.default_rng([config.seed, 1])  # the same in every process
     # the global batch stays batch_size (each process takes its share), so a run on N
     # processes takes the same steps as on one; every process runs the same number of
     # steps (DDP needs it): the largest share's
@@ -261,6 +267,8 @@ def train(
     epoch = 0
     for epoch in bar:
         net.train()
+        if epoch_windows is not None:
+            data = torch.from_numpy(epoch_windows(tie_rng)[rank::world])
         order = rng.permutation(len(data))
         if config.trim_padding:
             order = _length_buckets(order, lengths, batch_size, rng)

@@ -171,6 +171,7 @@ class TwoTower(SequentialRecommender):
         patience: int = 10,
         loss: str = "ce",
         negatives: int = 256,
+        shuffle_ties: bool = False,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,
