@@ -288,7 +288,7 @@ def ml100k(name: str, params: dict, peer: dict | None, anchor: tuple[float, str]
             f"{test['ndcg@10'] / peer['NDCG@10']:.3f}), best valid {target:.4f} after "
             f"{anchor[0]:.0f} s ({anchor[1]}); recstack reached it after "
             + (
-                f"{reach:.0f} s: {anchor[0] / reach:.1f}x faster"
+                f"{reach:.0f} s (RecBole's time / recstack's: {anchor[0] / reach:.1f})"
                 if reach is not None
                 else "— (never)"
             ),

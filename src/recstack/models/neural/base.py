@@ -86,8 +86,8 @@ class SequentialRecommender(Recommender):
         random order (:func:`~recstack.models.neural.sequences.shuffle_ties`): the log's
         order among events of one second (or one day) is arbitrary, and a model should not
         learn it. Data without timestamps has no ties (times are positions). True by
-        default for SASRec (measured on ML-100K: BENCHMARKS.md), False for the others,
-        which have not been measured with it.
+        default for SASRec (measured on ML-100K: BENCHMARKS.md); False for the others
+        (GRU4Rec: validation up, test down in one run; the rest not measured).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed : int
