@@ -51,6 +51,7 @@ from torch.nn import functional as F
 
 from _protocol import PEER_DIR, machine, peer_split
 from recstack.data import Histories, leave_last_out, make_shop
+from recstack.data.splits import Split
 from recstack.evaluation import evaluate
 from recstack.models import create_model
 from recstack.models.base import Recommender
@@ -84,8 +85,9 @@ def time_to_best(row: dict) -> tuple[float, int]:
 
 
 def recbole_here(run_dir: Path, recorded: dict) -> dict:
-    """The latest row of ``model`` in a ``run_recbole.py`` output directory, checked against
-    the recorded run: with the same seed its validation curve must be the recorded one."""
+    """The latest row of ``recorded``'s model in a ``run_recbole.py`` output directory,
+    checked against the recorded run: with the same seed its validation curve must be the
+    recorded one."""
     rows = [
         r
         for r in json.loads((run_dir / "results.json").read_text())
@@ -249,11 +251,12 @@ def scale(params: dict) -> None:
     )
 
 
-def ml100k(name: str, params: dict, peer: dict | None, anchor: tuple[float, str] | None) -> None:
-    """Fit ``name`` on the peers' split, print its curve, test metrics, scoring time and
+def ml100k(
+    name: str, params: dict, split: Split, peer: dict | None, anchor: tuple[float, str] | None
+) -> None:
+    """Fit ``name`` on ``split`` (the peers'), print its curve, test metrics, scoring time and
     time to RecBole's best validation (``anchor``: RecBole's seconds to it, and where they
     were measured)."""
-    split = peer_split()
     model = create_model(name, **params)
     t0 = time.perf_counter()
     model.fit(split.train, split.valid)
@@ -322,6 +325,7 @@ def main() -> None:
         scale(params)
     if args.no_ml100k:
         return
+    split = peer_split()
     peers = recbole_rows()
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [params.get("seed", 0)]
     for name in args.models.split(","):
@@ -338,7 +342,7 @@ def main() -> None:
                     f"epoch {epoch}, this machine, {peer['sec_per_epoch']:.0f} s/epoch",
                 )
         for seed in seeds:
-            ml100k(name, {**params, "seed": seed}, peer, anchor)
+            ml100k(name, {**params, "seed": seed}, split, peer, anchor)
 
 
 if __name__ == "__main__":
