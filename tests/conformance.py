@@ -358,7 +358,7 @@ class RecommenderConformance:
         assert np.all(hist.values == 1.0), "the conformance data must be implicit (1.0)"
         item_ids = list(data.items.ids[hist.items])  # time order
         as_known = fitted.recommend([data.users.ids[user]], k=10)
-        as_new = fitted.recommend(histories=[item_ids], k=10)
+        as_new = fitted.recommend(histories=[item_ids], k=10, times=[hist.times])
         self._assert_same_recs(as_known, as_new)
         assert as_known.known.tolist() == [True] and as_new.known.tolist() == [False]
         # a Histories batch of several new users scores like the lists, row by row

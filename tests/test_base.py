@@ -394,6 +394,10 @@ def test_user_histories_of_unknown_users(data: Interactions) -> None:
     with pytest.raises(UnknownIdError, match="'nobody'"):
         model.user_histories(["nobody"])
     assert model.recommend([], k=3).index.shape == (0, 3)
+    with pytest.raises(ConfigError, match="pass a Histories as histories="):
+        model.recommend(data.histories([1]))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="times= goes with histories= given as lists of IDs"):
+        model.recommend(["u1"], times=[[0.0]])
 
 
 # --------------------------------------------------------------------- similar items

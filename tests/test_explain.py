@@ -184,10 +184,12 @@ def brute_force_drops(model: Recommender, hist: Histories, targets: np.ndarray) 
     out = []
     for r in range(len(hist)):
         sl = slice(hist.indptr[r], hist.indptr[r + 1])
-        items, values = hist.items[sl], hist.values[sl]
+        items, values, times = hist.items[sl], hist.values[sl], hist.times[sl]
         for j in np.unique(items):
             keep = items != j
-            single = Histories.from_lists([items[keep]], hist.n_items, [values[keep]])
+            single = Histories.from_lists(
+                [items[keep]], hist.n_items, [values[keep]], [times[keep]]
+            )
             out.append(base[r, targets[r]] - model.score(single)[0, targets[r]])
     return np.array(out)
 
@@ -488,27 +490,36 @@ def test_sequential_leave_one_out_skips_only_what_the_model_cannot_see(
     np.testing.assert_allclose(attr.terms, full.terms, atol=1e-5)
 
 
-@pytest.mark.parametrize("pre_norm", [True, False])
-def test_shared_prefix_leave_one_out_equals_rescoring(pre_norm: bool) -> None:
+@pytest.mark.parametrize(
+    ("pre_norm", "time_gaps", "tie_orders"), [(True, False, 1), (False, False, 1), (True, True, 4)]
+)
+def test_shared_prefix_leave_one_out_equals_rescoring(
+    pre_norm: bool, time_gaps: bool, tie_orders: int
+) -> None:
     """SASRec's variants computed on the older items' shared states (2 layers; histories
     shorter and longer than the window, repeated items, which take the plain path, and a
-    one-event history) give the brute-force re-scored drops, pre-LN and post-LN."""
+    one-event history) give the brute-force re-scored drops, pre-LN and post-LN. With time
+    gaps (removing an item changes the next one's gap) and scores averaged over orders of
+    the latest tied events, every variant takes the plain path, exact too."""
     torch = pytest.importorskip("torch")
     from recstack.explain.loo_causal import shares_prefix
     from recstack.models.neural.sasrec import SASRec
 
     log = cycle_data(n_items=20, n_users=80)[0]
     fast = {"dim": 16, "heads": 2, "layers": 2, "epochs": 2, "verbose": False, "device": "cpu"}
-    model = SASRec(max_len=7, exclude_seen=False, **fast).fit(log)
+    model = SASRec(max_len=7, exclude_seen=False, time_gaps=time_gaps, tie_orders=tie_orders,
+                   **fast).fit(log)  # fmt: skip
     if not pre_norm:  # the same weights read as post-LN blocks
         for block in model._net.encoder.blocks:
             block.pre_norm = False
         model._net.encoder.norm = torch.nn.Identity()
-    assert shares_prefix(model)
+    assert shares_prefix(model) is (not time_gaps and tie_orders == 1)
     rng = np.random.default_rng(0)
     lists = [list(rng.integers(0, 20, size=n)) for n in (1, 2, 4, 7, 8, 12, 15)]
     lists += [[3, 5, 3, 9, 1], [4, 4], [2, 6, 8, 6, 10, 12, 14, 16, 6]]  # repeats
-    hist = Histories.from_lists(lists, log.n_items)
+    # gaps from the same second to weeks, so that removing an item moves the next one's
+    times = [np.cumsum(rng.choice([0, 30, 4000, 10**6], size=len(x))) for x in lists]
+    hist = Histories.from_lists(lists, log.n_items, times=times)
     targets = np.tile(np.arange(5), (len(lists), 1))
     attr = attribute(model, hist, targets, method="leave-one-out")
     np.testing.assert_allclose(attr.terms, brute_force_drops(model, hist, targets), atol=2e-5)
@@ -534,8 +545,11 @@ def test_recent_leave_one_out_is_exact_on_the_latest_events(
         inside = np.isin(full.items[row], latest)
         np.testing.assert_allclose(recent.terms[row][inside], full.terms[row][inside], atol=1e-6)
         assert np.all(recent.terms[row][~inside] == 0)
-    # N at least the window: the full leave-one-out
-    assert attribute(model, hist, targets, method="recent:6").method == "leave-one-out"
+    # N at least what the model reads (the window of 6, and with time gaps the event before
+    # it, which sets the gap of the window's oldest): the full leave-one-out
+    assert model.time_gaps
+    assert attribute(model, hist, targets, method="recent:6").method == "recent-leave-one-out"
+    assert attribute(model, hist, targets, method="recent:7").method == "leave-one-out"
     # "auto" is "recent" with its default N
     auto, default = (attribute(model, hist, targets, method=m) for m in ("auto", "recent"))
     np.testing.assert_array_equal(auto.terms, default.terms)

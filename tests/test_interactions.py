@@ -314,6 +314,18 @@ def test_histories_from_lists_validation() -> None:
     with pytest.raises(DataError, match="values need one list per user"):
         Histories.from_lists([[0]], 3, values=[[1.0], [2.0]])
     assert Histories.from_lists([[], [1]], 3, values=[[], [2.5]]).values.tolist() == [2.5]
+    # times: one list per user, as long as its items; positions when absent
+    assert h.times.tolist() == [0.0, 1.0]
+    timed = Histories.from_lists([[2, 0], [1]], 3, times=[[10, 10.5], [3]])
+    assert timed.times.tolist() == [10.0, 10.5, 3.0]  # each history on its own clock
+    with pytest.raises(DataError, match="times need one list per user"):
+        Histories.from_lists([[0], [1]], 3, times=[[1.0, 2.0]])
+    with pytest.raises(DataError, match="history 1 goes from 5 to 4"):
+        Histories.from_lists([[0], [1, 2]], 3, times=[[9], [5, 4]])
+    with pytest.raises(DataError, match="finite"):
+        Histories.from_lists([[0]], 3, times=[[np.nan]])
+    with pytest.raises(DataError, match="times must be numbers"):
+        Histories.from_lists([[0]], 3, times=[["noon"]])
 
 
 def test_histories_from_ids() -> None:
@@ -325,6 +337,11 @@ def test_histories_from_ids() -> None:
     assert Histories.from_ids(items, [["zz", "a"]], unknown="ignore").items.tolist() == [0]
     with pytest.warns(UserWarning, match="zz"):
         Histories.from_ids(items, [["zz"]], unknown="warn")
+    # an unknown item leaves with its time
+    h = Histories.from_ids(items, [["a", "zz", "b"]], unknown="ignore", times=[[1, 2, 3]])
+    assert h.items.tolist() == [0, 1] and h.times.tolist() == [1.0, 3.0]
+    with pytest.raises(DataError, match="times need one list per user"):
+        Histories.from_ids(items, [["a", "b"]], times=[[1]])
 
 
 def test_histories_decayed() -> None:

@@ -19,8 +19,12 @@ torch = pytest.importorskip("torch")
 
 from recstack.models.neural.sasrec import SASRec  # noqa: E402
 from recstack.models.neural.sequences import (  # noqa: E402
+    GAP_EDGES,
+    gap_buckets,
+    gap_tokens,
     last_items,
     shuffle_ties,
+    tie_orders,
     training_windows,
 )
 from recstack.models.neural.training import (  # noqa: E402
@@ -80,6 +84,73 @@ def test_shuffle_ties_reorders_only_events_of_equal_time() -> None:
     # no timestamps: times are positions, there are no ties and nothing moves
     plain = Histories.from_lists([[3, 1, 4, 1, 5]], 6)
     np.testing.assert_array_equal(shuffle_ties(plain, np.random.default_rng(0)).items, plain.items)
+
+
+def test_tie_orders_reorder_the_events_tied_with_the_latest_one() -> None:
+    h = Histories.from_lists([[0, 1, 2, 3, 4], [5, 6, 7], [8, 9]], 10)
+    times = np.array([1.0, 1, 2, 2, 2, 7, 7, 7, 4, 5])  # the last history has no tie
+    h = Histories(h.indptr, h.items, h.values, times, h.n_items, h.users)
+    orders = tie_orders(h, 12)
+    assert len(orders) == 12 and orders[0] is h  # the log's order first
+    for out in orders:
+        np.testing.assert_array_equal(out.times, times)
+        # an earlier run and the history without ties stay as logged
+        np.testing.assert_array_equal(out.items[[0, 1, 8, 9]], [0, 1, 8, 9])
+        assert sorted(out.items[2:5]) == [2, 3, 4] and sorted(out.items[5:8]) == [5, 6, 7]
+    assert len({tuple(o.items[2:5]) for o in orders}) >= 4  # of 6 orders, 12 draws
+    # a history's orders do not depend on the others beside it, nor on how many are asked
+    alone = tie_orders(h.select(np.array([1])), 5)
+    for a, b in zip(alone, orders[:5], strict=True):
+        np.testing.assert_array_equal(a.items, b.items[5:8])
+    assert tie_orders(h, 1) == [h]
+
+
+def test_gap_buckets_and_tokens() -> None:
+    day = 86400.0
+    times = np.array([5.0, 5, 65, 70, 2 * day, 30 * day, 0, 3600])
+    h = Histories.from_lists([[0, 1, 2, 3, 4, 5], [6, 7], []], 8, times=[times[:6], times[6:], []])
+    # first event; same second; 60 s (up to a minute); 5 s; ~2 days; 4 weeks | first; an hour
+    assert gap_buckets(h).tolist() == [1, 2, 3, 3, 7, 8, 1, 5]
+    assert gap_buckets(h).max() == len(GAP_EDGES) + 2  # the last bucket: longer than a week
+    tokens = gap_tokens(h)
+    np.testing.assert_array_equal(tokens.items % 10, h.items)  # n_items + 2 = 10
+    np.testing.assert_array_equal(tokens.items // 10, gap_buckets(h))
+    window = last_items(tokens, 4)[0]  # shifted items keep their bucket
+    np.testing.assert_array_equal(window % 10, [3, 4, 5, 6])
+    np.testing.assert_array_equal(window // 10, [3, 3, 7, 8])
+
+
+def test_time_gaps_let_sasrec_read_how_long_ago_the_last_event_was() -> None:
+    """Planted: the next item is the last one + 1 when the last event came within the same
+    second as the one before it, + 7 when it came two weeks later. Only the gaps tell the
+    two apart: with ``time_gaps`` SASRec predicts both; without, at most one of each pair."""
+    rng = np.random.default_rng(0)
+    n_items, week = 20, 7 * 86400.0
+    rows = []
+    for u in range(400):
+        item, t, burst = int(rng.integers(n_items)), 0.0, bool(rng.integers(2))
+        for _ in range(10):
+            rows.append((f"u{u}", f"i{item:02d}", t))
+            item = (item + (1 if burst else 7)) % n_items
+            burst = bool(rng.integers(2))
+            t += 0.0 if burst else 2 * week
+    data = Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+
+    def hit_rate(time_gaps: bool) -> float:
+        model = SASRec(dim=16, heads=1, layers=1, max_len=8, epochs=30, batch_size=16,
+                       dropout=0.1, verbose=False, exclude_seen=False,
+                       time_gaps=time_gaps).fit(data)  # fmt: skip
+        hits = []
+        for gap, step in ((0.0, 1), (2 * week, 7)):
+            starts = np.arange(n_items)
+            lists = [[f"i{a:02d}", f"i{(a + 1) % n_items:02d}"] for a in starts]
+            recs = model.recommend(histories=lists, times=[[0.0, gap]] * n_items, k=1)
+            want = [f"i{(a + 1 + step) % n_items:02d}" for a in starts]
+            hits.append(np.mean(recs.item_ids[:, 0] == np.array(want)))
+        return float(np.mean(hits))
+
+    assert hit_rate(True) >= 0.9  # 1.0
+    assert hit_rate(False) <= 0.6  # one rule per last item: half the cases at best (0.5)
 
 
 def paired_sessions(n_users: int = 300) -> tuple[Interactions, dict[str, str]]:
@@ -213,6 +284,27 @@ def test_scores_do_not_depend_on_the_batch_padding() -> None:
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-5)
 
 
+def test_tie_orders_average_the_scores_of_each_order() -> None:
+    """Scores with ``tie_orders=k`` are the mean of the scores of the k reordered histories
+    (linear in the averaged hidden states); a history without ties scores as before, and a
+    history scores the same alone as in a batch."""
+    data, _ = paired_sessions(60)
+    model = SASRec(max_len=8, tie_orders=1, **FAST).fit(data)
+    h = data.histories(np.arange(6))
+    plain = Histories.from_lists([[1, 2, 3]], data.n_items)  # times are positions: no tie
+    single = model.score(h)
+    want = np.mean([model.score(o) for o in tie_orders(h, 4)], axis=0)
+    model.tie_orders = 4
+    got = model.score(h)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(got, single, atol=1e-4)  # every history here has ties
+    alone = np.vstack([model.score(h.select(np.array([i]))) for i in range(len(h))])
+    np.testing.assert_allclose(alone, got, rtol=1e-5, atol=1e-5)
+    with_ties = model.score(plain)
+    model.tie_orders = 1
+    np.testing.assert_array_equal(with_ties, model.score(plain))
+
+
 def test_trim_padding_cuts_only_shared_leading_padding() -> None:
     x = torch.tensor([[0, 0, 0, 4, 5], [0, 0, 2, 3, 1]])
     t = torch.tensor([[0, 0, 0, 6, 7], [0, 0, 8, 9, 4]])
@@ -283,6 +375,8 @@ def test_attention_weights_view() -> None:
         ("verbose", "yes"),
         ("exclude_seen", 1),
         ("shuffle_ties", "no"),
+        ("tie_orders", 0),
+        ("time_gaps", "yes"),
     ],
 )
 def test_bad_parameters_name_themselves(param: str, value: object) -> None:

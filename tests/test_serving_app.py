@@ -117,6 +117,32 @@ def test_post_recommend_scores_the_posted_history(
     assert anon["fallback"] is True and anon["user_id"] is None and len(anon["items"]) == 10
 
 
+def test_posted_times_reach_a_model_that_reads_them(log: pd.DataFrame, tmp_path: Path) -> None:
+    """A posted history's ``times`` are the events' times for SASRec's ``time_gaps`` (a
+    burst scores otherwise than a week apart); they must fit the history."""
+    pytest.importorskip("torch")
+    from recstack.models.neural.sasrec import SASRec
+
+    fast = {"dim": 16, "heads": 1, "layers": 1, "max_len": 6, "epochs": 2, "verbose": False}
+    model = SASRec(**fast).fit(Interactions.from_frame(log))
+    history = ["p3a", "p3b", "p8a"]
+    burst, spread = [5.0, 5.0, 5.0], [0.0, 7 * 86400.0, 14 * 86400.0]
+    refs = [model.recommend(histories=[history], times=[t], k=5) for t in (burst, spread)]
+    assert not np.allclose(refs[0].scores, refs[1].scores)  # the times matter to it
+    with make_client(tmp_path, {"default": model.save(tmp_path / "sasrec")}) as c:
+        for times, ref in zip((burst, spread), refs, strict=True):
+            body = c.post("/recommend", json={"history": [*history, "nope"], "k": 5,
+                                              "times": [*times, times[-1]]}).json()  # fmt: skip
+            assert items_of(body) == ref.item_ids[0].tolist()
+            np.testing.assert_allclose(
+                [x["score"] for x in body["items"]], ref.scores[0], rtol=1e-5
+            )
+        short = c.post("/recommend", json={"history": history, "times": [1.0, 2.0]})
+        assert short.status_code == 422 and "times has 2 entries for 3" in short.text
+        back = c.post("/recommend", json={"history": history, "times": [3.0, 2.0, 4.0]})
+        assert back.status_code == 422 and "times decrease at entry 1" in back.text
+
+
 def test_unknown_user_gets_popularity_in_count_order(client: TestClient, log: pd.DataFrame) -> None:
     body = client.get("/recommend/somebody-new", params={"k": 40}).json()
     assert body["fallback"] is True and body["user_id"] == "somebody-new"

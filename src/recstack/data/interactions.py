@@ -156,12 +156,14 @@ class Histories:
         cls,
         items: Sequence[Sequence[int]] | Sequence[np.ndarray],
         n_items: int,
-        values: Sequence[Sequence[float]] | None = None,
+        values: Sequence[Sequence[float]] | Sequence[np.ndarray] | None = None,
+        times: Sequence[Sequence[float]] | Sequence[np.ndarray] | None = None,
     ) -> Histories:
         """Histories from lists of internal item indices (in time order), one list per user.
 
-        ``values`` (default 1.0) has one list per user, as long as its items. Event times
-        are positions in each list.
+        ``values`` (default 1.0) and ``times`` (unix seconds, non-decreasing; default: the
+        positions in each list, one second apart) have one list per user, as long as its
+        items.
         """
         lengths = np.array([len(x) for x in items], dtype=np.int64)
         indptr = np.zeros(len(items) + 1, dtype=np.int64)
@@ -176,16 +178,23 @@ class Histories:
         if values is None:
             vals = np.ones(len(flat), dtype=np.float32)
         else:
-            if len(values) != len(items) or any(
-                len(v) != n for v, n in zip(values, lengths.tolist(), strict=True)
-            ):
-                raise DataError("histories: values need one list per user, as long as its items")
-            vals = np.concatenate(
-                [np.zeros(0, np.float32), *(np.asarray(v, np.float32) for v in values)]
-            )
-        times = (np.arange(len(flat)) - np.repeat(indptr[:-1], lengths)).astype(np.float64)
+            vals = _flat_per_event("values", values, lengths).astype(np.float32)
+        if times is None:
+            t = (np.arange(len(flat)) - np.repeat(indptr[:-1], lengths)).astype(np.float64)
+        else:
+            t = _flat_per_event("times", times, lengths)
+            if not np.all(np.isfinite(t)):
+                raise DataError("histories: times must be finite numbers (unix seconds)")
+            back = np.flatnonzero(np.diff(t) < 0)
+            back = back[np.isin(back + 1, indptr[1:-1], invert=True)]  # within one history
+            if len(back):
+                row = int(np.searchsorted(indptr, back[0], side="right") - 1)
+                raise DataError(
+                    f"histories: times must not decrease within a history; history {row} goes "
+                    f"from {t[back[0]]:g} to {t[back[0] + 1]:g}"
+                )
         users = np.full(len(items), -1, dtype=np.int32)
-        return cls(indptr, flat.astype(np.int32), vals, times, int(n_items), users)
+        return cls(indptr, flat.astype(np.int32), vals, t, int(n_items), users)
 
     @classmethod
     def from_ids(
@@ -193,11 +202,17 @@ class Histories:
         item_map: IdMap,
         items: Sequence[Sequence[object]],
         unknown: UnknownPolicy = "raise",
+        times: Sequence[Sequence[float]] | None = None,
     ) -> Histories:
-        """Histories of new users from external item IDs; unknown items follow ``unknown``
-        (with ``"warn"``/``"ignore"`` they are left out of the history)."""
+        """Histories of new users from external item IDs, with their event ``times`` as in
+        :meth:`from_lists`; unknown items follow ``unknown`` (with ``"warn"``/``"ignore"``
+        they are left out of the history, with their times)."""
         idx = [item_map.index(list(x), unknown=unknown) for x in items]
-        return cls.from_lists([x[x >= 0] for x in idx], len(item_map))
+        kept = None
+        if times is not None:
+            _flat_per_event("times", times, np.array([len(x) for x in idx]))
+            kept = [np.asarray(t, np.float64)[x >= 0] for t, x in zip(times, idx, strict=True)]
+        return cls.from_lists([x[x >= 0] for x in idx], len(item_map), times=kept)
 
 
 class Interactions:
@@ -493,6 +508,19 @@ def _grow(idmap: IdMap | None, ext: np.ndarray, features: pd.DataFrame | None, k
     """The ID map covering ``ext`` and the feature table's IDs, extending ``idmap``."""
     ids: Any = ext if features is None else np.concatenate([ext, as_id_array(features.index)])
     return IdMap.from_ids(ids, kind) if idmap is None else idmap.extend(ids)
+
+
+def _flat_per_event(name: str, lists: Sequence[Any], lengths: np.ndarray) -> np.ndarray:
+    """One float64 array of per-event ``lists``, checked to hold one list per history, as
+    long as its items."""
+    if len(lists) != len(lengths) or any(
+        len(v) != n for v, n in zip(lists, lengths.tolist(), strict=True)
+    ):
+        raise DataError(f"histories: {name} need one list per user, as long as its items")
+    try:
+        return np.concatenate([np.zeros(0), *(np.asarray(v, np.float64) for v in lists)])
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"histories: {name} must be numbers ({exc})") from exc
 
 
 def _event_order(user: np.ndarray, time: np.ndarray) -> np.ndarray:

@@ -25,11 +25,15 @@ from recstack.models.neural.sequences import last_items
 
 def shares_prefix(model: Any) -> bool:
     """The model's network is a causal :class:`TransformerSequenceNet` reading the latest
-    ``max_len`` items (SASRec and its text variant)."""
+    ``max_len`` items (SASRec and its text variant) in one order, without their time gaps
+    (removing an item changes the gap of the one after it)."""
     from recstack.models.neural.transformer import TransformerSequenceNet
 
     net = getattr(model, "_net", None)
-    return isinstance(net, TransformerSequenceNet) and net.causal
+    one_order = getattr(model, "tie_orders", 1) == 1
+    return (
+        isinstance(net, TransformerSequenceNet) and net.causal and one_order and not net.token_base
+    )
 
 
 @torch.no_grad()

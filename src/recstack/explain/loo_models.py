@@ -228,6 +228,14 @@ def nmf_leave_one_out(model: NMF, histories: Histories, targets: np.ndarray) -> 
 
 
 # ---------------------------------------------------------------------------- sequences
+def _latest_run(histories: Histories) -> np.ndarray:
+    """(n,) events of each history that share its latest event's time."""
+    latest = histories.times[np.maximum(histories.indptr[1:] - 1, 0)]
+    tied = histories.times == np.repeat(latest, histories.lengths)
+    owner = np.repeat(np.arange(len(histories)), histories.lengths)
+    return np.bincount(owner, weights=tied, minlength=len(histories)).astype(np.int64)
+
+
 def sequential_leave_one_out(
     model: Any, histories: Histories, targets: np.ndarray, *, recent: int | None = None
 ) -> Attribution:
@@ -235,7 +243,9 @@ def sequential_leave_one_out(
     :class:`~recstack.models.neural.base.SequentialRecommender`.
 
     Only the items among a history's latest events that the network reads (``max_len``,
-    Caser's ``window``) are re-scored: the others cannot change its input. With
+    Caser's ``window``; with ``time_gaps`` the event before them too, which sets the oldest
+    one's gap; with ``tie_orders`` every event tied with the latest) are re-scored: the
+    others cannot change its input. With
     ``recent``, only the items among the latest ``recent`` events are (method
     ``"recent-leave-one-out"``): their drops are exact, older items get 0, and the cost
     falls in proportion. A causal Transformer (SASRec) computes only the items newer than
@@ -255,6 +265,10 @@ def sequential_leave_one_out(
     base = target_scores(model, histories, targets)
     terms = np.zeros((x.nnz, targets.shape[1]))
     width = model._score_inputs(histories.select(slice(0, 1))).shape[1]  # items read, at most
+    if model.time_gaps:  # the event before the window sets the gap of the window's oldest
+        width += 1
+    if model.tie_orders > 1:  # the events tied with the latest may be reordered into it
+        width = max(width, int(_latest_run(histories).max(initial=0)))
     method = "leave-one-out"
     if recent is not None and recent < width:
         width, method = recent, "recent-leave-one-out"
@@ -280,7 +294,13 @@ def sequential_leave_one_out(
             seen = seen[~once]
         if len(seen) == 0:
             return _attribution(histories, terms, base, targets, method)
-        inputs = model._score_inputs(without_items(histories, rows[seen], x.indices[seen]))
+        variants = without_items(histories, rows[seen], x.indices[seen])
+        if model.tie_orders > 1:  # each variant's states averaged over orders, as it scores
+            for start in range(0, len(seen), _SEQUENCE_BATCH):
+                part = np.arange(start, min(start + _SEQUENCE_BATCH, len(seen)))
+                terms[seen[part]] = drops(seen[part], model._last_states(variants.select(part)))
+            return _attribution(histories, terms, base, targets, method)
+        inputs = model._score_inputs(variants)
         order = np.argsort((inputs > 0).sum(axis=1), kind="stable")  # by window length
         for start in range(0, len(order), _SEQUENCE_BATCH):
             chunk = order[start : start + _SEQUENCE_BATCH]

@@ -38,7 +38,7 @@ def attention_attribution(model: Any, histories: Histories, targets: np.ndarray)
     n_items = model.n_items
     # the network's inputs, aligned with the attention's key columns: item + 1, 0 = padding,
     # n_items + 1 = BERT4Rec's mask token (the models' own input builder, so they line up)
-    inputs = model._score_inputs(histories)
+    inputs = model._items_of(model._score_inputs(histories))  # tokens: their items
     last_layer = model.attention(histories)[-1]  # (n, heads, L, L)
     weights = last_layer[:, :, -1, :].mean(axis=1)  # the scored (last) position's row
     r, c = np.nonzero((inputs > 0) & (inputs <= n_items))

@@ -252,10 +252,14 @@ class Recommender:
         exclude_seen: bool = True,
         items: Sequence[object] | np.ndarray | None = None,
         unknown: UnknownPolicy = "raise",
+        times: Sequence[Sequence[float]] | None = None,
     ) -> Recommendations:
         """Top-``k`` items for known ``users`` (external IDs, scored from their stored
         history) or for ``histories`` (a :class:`Histories`, or lists of external item IDs
-        of new users).
+        of new users, with their event ``times`` in unix seconds when known: one list per
+        history; by default the events are one second apart. Models that read the times,
+        such as SASRec's ``time_gaps``, score a known user's items given with its times as
+        that user).
 
         ``exclude_seen`` removes history items; ``items`` restricts the candidates to these
         external item IDs. ``unknown`` is the policy for unknown user/item IDs; with
@@ -268,6 +272,10 @@ class Recommender:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         if (users is None) == (histories is None):
             raise ConfigError("recommend: give exactly one of users= or histories=")
+        if isinstance(users, Histories):  # not a list of IDs: its repr is the whole log
+            raise ConfigError("recommend: users= takes user IDs; pass a Histories as histories=")
+        if times is not None and (histories is None or isinstance(histories, Histories)):
+            raise ConfigError("recommend: times= goes with histories= given as lists of IDs")
         if users is not None:
             hist = self.user_histories(users, unknown=unknown)
             queries = as_id_array(users)
@@ -276,7 +284,7 @@ class Recommender:
             hist = (
                 histories
                 if isinstance(histories, Histories)
-                else Histories.from_ids(self.items_, histories, unknown=unknown)  # type: ignore[arg-type]
+                else Histories.from_ids(self.items_, histories, unknown, times)  # type: ignore[arg-type]
             )
             hu = hist.users if hist.users is not None else np.full(len(hist), -1, np.int32)
             queries = self.users_.to_ids(hu)

@@ -177,9 +177,11 @@ class Service:
         variant: str | None = None,
         exclude: list[str] | None = None,
         category: str | None = None,
+        times: list[float] | None = None,
     ) -> dict[str, Any]:
         """The response of a list: for ``user_id``'s stored + live history, or for a
-        posted ``history`` (scored alone). ``variant`` serves that variant, else ``key``
+        posted ``history`` (scored alone, its events at ``times`` when given: unix seconds,
+        else one second apart). ``variant`` serves that variant, else ``key``
         chooses one. ``exclude`` and ``category`` filter the items (see
         :meth:`ServedModel.recommend`). Concurrent requests to one variant are scored in
         micro-batches."""
@@ -202,7 +204,7 @@ class Service:
             items, times = self.live.get(user_id)
             call = partial(served.recommend_async, user_id, items, times)
         else:
-            call = partial(served.recommend_async, None, history or [])
+            call = partial(served.recommend_async, None, history or [], times)
         try:
             result = await call(
                 k=k,
@@ -427,7 +429,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         answer = await service.recommend(
             key, body.user_id, body.history, body.k,
             body.exclude_seen, body.explain, body.rerank, body.variant,
-            body.exclude, body.category,
+            body.exclude, body.category, body.times,
         )  # fmt: skip
         return JSONResponse(answer)
 

@@ -20,6 +20,7 @@ from pydantic import (
     StrictBool,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 MAX_K = 1000
@@ -74,6 +75,13 @@ class RecommendRequest(_Strict):
         description="Item IDs, oldest first. Unknown IDs are left out and listed in the "
         "response's unknown_items.",
     )
+    times: list[Annotated[float, Field(allow_inf_nan=False)]] | None = Field(
+        None,
+        max_length=MAX_HISTORY_ITEMS,
+        description="When each history event happened (unix seconds, one per item, not "
+        "decreasing), for the models that read the gaps between events (SASRec's "
+        "time_gaps). Default: one second apart.",
+    )
     k: K = 10
     exclude_seen: StrictBool = True
     explain: StrictBool = False
@@ -101,6 +109,20 @@ class RecommendRequest(_Strict):
         max_length=MAX_ID,
         description="Only items of this category (the items' genre feature; case-insensitive).",
     )
+
+    @model_validator(mode="after")
+    def _times_match_history(self) -> RecommendRequest:
+        if self.times is not None:
+            if len(self.times) != len(self.history):
+                raise ValueError(
+                    f"times has {len(self.times)} entries for {len(self.history)} history items"
+                )
+            back = next(
+                (i for i in range(1, len(self.times)) if self.times[i] < self.times[i - 1]), None
+            )
+            if back is not None:
+                raise ValueError(f"times decrease at entry {back}: history is oldest first")
+        return self
 
 
 class ExplanationItem(BaseModel):

@@ -117,6 +117,7 @@ class BERT4Rec(TransformerRecommender):
         loss: str = "ce",
         negatives: int = 256,
         shuffle_ties: bool = False,
+        tie_orders: int = 1,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

@@ -134,6 +134,7 @@ class Caser(SequentialRecommender):
         negatives: int = 256,
         exclude_seen: bool = True,
         shuffle_ties: bool = False,
+        tie_orders: int = 1,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

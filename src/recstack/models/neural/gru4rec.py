@@ -133,6 +133,7 @@ class GRU4Rec(SequentialRecommender):
         negatives: int = 256,
         exclude_seen: bool = True,
         shuffle_ties: bool = False,
+        tie_orders: int = 1,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

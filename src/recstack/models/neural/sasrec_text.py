@@ -136,6 +136,7 @@ class SASRecText(TextItems, SASRec):
         loss: str = "ce",
         negatives: int = 256,
         shuffle_ties: bool = False,
+        tie_orders: int = 1,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,

@@ -13,6 +13,13 @@ from recstack.data import Histories
 
 PAD = 0
 
+#: upper ends (seconds) of the time-gap buckets (``time_gaps``): the same second, a minute,
+#: ten minutes, an hour, a day, a week; then longer
+GAP_EDGES = np.array([0.0, 60.0, 600.0, 3600.0, 86400.0, 604800.0])
+#: bucket 0: padding; 1: a history's first event; 2 + i: a gap up to GAP_EDGES[i]; the last:
+#: longer than a week
+N_GAP_BUCKETS = len(GAP_EDGES) + 3
+
 
 def last_items(histories: Histories, length: int) -> np.ndarray:
     """The last ``length`` items of each history, shifted by one, left-padded with 0.
@@ -33,6 +40,35 @@ def last_items(histories: Histories, length: int) -> np.ndarray:
     src = np.repeat(histories.indptr[1:] - take, take) + within
     out[rows, length - np.repeat(take, take) + within] = histories.items[src].astype(np.int64) + 1
     return out
+
+
+def gap_buckets(histories: Histories) -> np.ndarray:
+    """Each event's time-gap bucket (:data:`GAP_EDGES`): how long after the history's
+    previous event it came, (nnz,) int64 in [1, N_GAP_BUCKETS).
+
+    Times without timestamps are positions, so every gap reads as one second.
+    """
+    gaps = np.diff(histories.times, prepend=-np.inf)
+    buckets = np.searchsorted(GAP_EDGES, gaps, side="left") + 2
+    buckets[histories.indptr[:-1][histories.lengths > 0]] = 1
+    return buckets
+
+
+def gap_tokens(histories: Histories) -> Histories:
+    """``histories`` whose items are tokens ``item + (n_items + 2) * gap bucket``, so that
+    :func:`last_items` and :func:`training_windows` of it carry each event's gap as well:
+    shifted by one, a token is ``item + 1 + (n_items + 2) * bucket``, 0 stays padding, and
+    ``token % (n_items + 2)`` is the shifted item again."""
+    tokens = histories.items.astype(np.int64)
+    tokens += (histories.n_items + 2) * gap_buckets(histories)
+    return Histories(
+        histories.indptr,
+        tokens,
+        histories.values,
+        histories.times,
+        histories.n_items,
+        histories.users,
+    )
 
 
 def training_windows(histories: Histories, length: int) -> np.ndarray:
@@ -71,12 +107,49 @@ def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
     Events logged in the same second (half of ML-100K's consecutive pairs) have no order
     of their own: the log's order among them is arbitrary.
     """
+    return _reorder_runs(histories, rng.random(len(histories.items)))
+
+
+def tie_orders(histories: Histories, n: int) -> list[Histories]:
+    """``n`` orders of ``histories``: the log's, then ``n - 1`` others, each putting the
+    events that share the latest event's time in a pseudo-random order keyed on their
+    items and the order's number (the other events keep their places).
+
+    The run of the latest events is the one the scored position reads most closely, and
+    reordering it alone gains as much as reordering every run on ML-100K at the cost of
+    fewer histories (BENCHMARKS.md). Unlike :func:`shuffle_ties`, a history gets the same
+    orders wherever it is scored (alone, or in any batch), so scores averaged over them
+    are a function of the history.
+    """
+    orders = [histories]
+    if n < 2 or not len(histories.items):
+        return orders
+    latest = histories.times[np.maximum(histories.indptr[1:] - 1, 0)]
+    in_latest = histories.times == np.repeat(latest, histories.lengths)
+    position = np.arange(len(histories.items), dtype=np.uint64)  # the others stay put
+    items = histories.items.astype(np.uint64)
+    for j in range(1, n):
+        step = np.uint64((j * 0x9E3779B97F4A7C15) % 2**64)  # SplitMix64's increment, j times
+        orders.append(_reorder_runs(histories, np.where(in_latest, _mix(items + step), position)))
+    return orders
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer: uint64 keys -> well-spread uint64 (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _reorder_runs(histories: Histories, keys: np.ndarray) -> Histories:
+    """``histories`` with each run of consecutive equal-time events sorted by ``keys``
+    (one per event); the other events keep their places."""
     times = histories.times
     owner = np.repeat(np.arange(len(histories)), histories.lengths)
     new_run = np.ones(len(times), dtype=bool)
     new_run[1:] = (times[1:] != times[:-1]) | (owner[1:] != owner[:-1])
     run = np.cumsum(new_run)
-    order = np.lexsort((rng.random(len(times)), run))
+    order = np.lexsort((keys, run))
     return Histories(
         histories.indptr,
         histories.items[order],

@@ -54,6 +54,9 @@ class TrainConfig:
     #: next-item models: a position's softmax leaves out the items it has already seen (the
     #: window's earlier inputs), as scoring excludes a history's items (full softmax only)
     exclude_seen: bool = False
+    #: inputs are tokens ``item + token_base * bucket`` that also carry each event's time
+    #: gap (``time_gaps``; 0: inputs are items)
+    token_base: int = 0
 
 
 @dataclass
@@ -295,7 +298,8 @@ def train(
                 at = targets > 0
                 exclude = None
                 if config.exclude_seen and config.loss == "ce":
-                    exclude = earlier_items(inputs, targets)[at]
+                    items = inputs % config.token_base if config.token_base else inputs
+                    exclude = earlier_items(items, targets)[at]
                 value = catalog_loss(
                     hidden[at].float(),
                     targets[at] - 1,

@@ -14,6 +14,7 @@ from recstack.data import Histories
 from recstack.errors import ConfigError
 from recstack.models.neural.attention import TransformerEncoder
 from recstack.models.neural.base import SequentialRecommender, _check_int
+from recstack.models.neural.sequences import N_GAP_BUCKETS
 
 
 class TransformerSequenceNet(nn.Module):
@@ -22,7 +23,9 @@ class TransformerSequenceNet(nn.Module):
     ``item_emb`` has ``n_items + 2`` rows (0 = padding, ``n_items + 1`` = mask token); its
     rows 1..n_items are also the output embeddings (tied). Positions count from the right
     end, where the latest item sits. ``causal`` masks later positions (SASRec) or not
-    (BERT4Rec); ``pos_std`` is the position embeddings' initial scale.
+    (BERT4Rec); ``pos_std`` is the position embeddings' initial scale. With ``time_gaps``
+    the inputs are :func:`~recstack.models.neural.sequences.gap_tokens` and each one adds
+    the embedding of its time gap (``gap_emb``) to its item's.
     """
 
     def __init__(
@@ -36,11 +39,17 @@ class TransformerSequenceNet(nn.Module):
         *,
         causal: bool,
         pos_std: float,
+        time_gaps: bool = False,
     ) -> None:
         super().__init__()
         self.causal = causal
         self.item_emb = nn.Embedding(n_items + 2, dim, padding_idx=0)
         self.pos_emb = nn.Embedding(max_len, dim)
+        # tokens are item + token_base * gap bucket (0: the inputs are items)
+        self.token_base = n_items + 2 if time_gaps else 0
+        if time_gaps:
+            self.gap_emb = nn.Embedding(N_GAP_BUCKETS, dim)
+            nn.init.normal_(self.gap_emb.weight, std=pos_std)
         self.dropout = nn.Dropout(dropout)
         self.encoder = TransformerEncoder(dim, heads, layers, dropout)
         nn.init.normal_(self.item_emb.weight, std=dim**-0.5)
@@ -59,7 +68,12 @@ class TransformerSequenceNet(nn.Module):
         (positions count from the right end)."""
         length = items.shape[1]
         pos = torch.arange(length, device=items.device) + (self.pos_emb.num_embeddings - length)
+        gaps = None
+        if self.token_base:
+            items, gaps = items % self.token_base, items // self.token_base
         x = self.embed(items) * self.scale + self.pos_emb(pos)[None]
+        if gaps is not None:
+            x = x + self.gap_emb(gaps)
         padding = items == 0
         return self.dropout(x) * (~padding)[..., None], padding
 

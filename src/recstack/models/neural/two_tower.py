@@ -172,6 +172,7 @@ class TwoTower(SequentialRecommender):
         loss: str = "ce",
         negatives: int = 256,
         shuffle_ties: bool = False,
+        tie_orders: int = 1,
         device: str = "auto",
         seed: int = 0,
         verbose: bool = True,
