@@ -116,8 +116,8 @@ def tie_orders(histories: Histories, n: int) -> list[Histories]:
     items and the order's number (the other events keep their places).
 
     The run of the latest events is the one the scored position reads most closely, and
-    reordering it alone gains as much as reordering every run on ML-100K at the cost of
-    fewer histories (BENCHMARKS.md). Unlike :func:`shuffle_ties`, a history gets the same
+    reordering it alone gains as much as reordering every run on ML-100K while running
+    fewer histories again (BENCHMARKS.md). Unlike :func:`shuffle_ties`, a history gets the same
     orders wherever it is scored (alone, or in any batch), so scores averaged over them
     are a function of the history.
     """
