@@ -228,12 +228,13 @@ def nmf_leave_one_out(model: NMF, histories: Histories, targets: np.ndarray) -> 
 
 
 # ---------------------------------------------------------------------------- sequences
-def _latest_run(histories: Histories) -> np.ndarray:
+def _latest_run_lengths(histories: Histories) -> np.ndarray:
     """(n,) events of each history that share its latest event's time."""
-    latest = histories.times[np.maximum(histories.indptr[1:] - 1, 0)]
-    tied = histories.times == np.repeat(latest, histories.lengths)
+    from recstack.models.neural.sequences import latest_run
+
     owner = np.repeat(np.arange(len(histories)), histories.lengths)
-    return np.bincount(owner, weights=tied, minlength=len(histories)).astype(np.int64)
+    counts = np.bincount(owner, weights=latest_run(histories), minlength=len(histories))
+    return counts.astype(np.int64)
 
 
 def sequential_leave_one_out(
@@ -268,7 +269,7 @@ def sequential_leave_one_out(
     if model.time_gaps:  # the event before the window sets the gap of the window's oldest
         width += 1
     if model.tie_orders > 1:  # the events tied with the latest may be reordered into it
-        width = max(width, int(_latest_run(histories).max(initial=0)))
+        width = max(width, int(_latest_run_lengths(histories).max(initial=0)))
     method = "leave-one-out"
     if recent is not None and recent < width:
         width, method = recent, "recent-leave-one-out"

@@ -213,10 +213,16 @@ class SequentialRecommender(Recommender):
         their :func:`~recstack.models.neural.sequences.gap_tokens`."""
         return gap_tokens(histories) if self.time_gaps else histories
 
+    def _token_base(self) -> int:
+        """Tokens are ``item + base * gap bucket`` (:func:`gap_tokens`); 0: the inputs are
+        items."""
+        return self._n_items + 2 if self.time_gaps else 0
+
     def _items_of(self, inputs: _Ints) -> _Ints:
         """The shifted items (0: padding) of network inputs or windows: tokens with
         ``time_gaps``."""
-        return inputs % (self._n_items + 2) if self.time_gaps else inputs
+        base = self._token_base()
+        return inputs % base if base else inputs
 
     def _score_inputs(self, histories: Histories) -> np.ndarray:
         """The (n, max_len) padded network inputs of histories (latest item last)."""
@@ -271,7 +277,7 @@ class SequentialRecommender(Recommender):
             name=type(self).__name__,
             trim_padding=self.trims_padding,
             exclude_seen=self.exclude_seen,
-            token_base=self._n_items + 2 if self.time_gaps else 0,
+            token_base=self._token_base(),
         )
         result = train(
             self._net,

@@ -110,6 +110,13 @@ def shuffle_ties(histories: Histories, rng: np.random.Generator) -> Histories:
     return _reorder_runs(histories, rng.random(len(histories.items)))
 
 
+def latest_run(histories: Histories) -> np.ndarray:
+    """(nnz,) bool: the events that share their history's latest event's time (times are
+    sorted within a history, so these are its last run of ties)."""
+    latest = histories.times[np.maximum(histories.indptr[1:] - 1, 0)]
+    return histories.times == np.repeat(latest, histories.lengths)
+
+
 def tie_orders(histories: Histories, n: int) -> list[Histories]:
     """``n`` orders of ``histories``: the log's, then ``n - 1`` others, each putting the
     events that share the latest event's time in a pseudo-random order keyed on their
@@ -124,8 +131,7 @@ def tie_orders(histories: Histories, n: int) -> list[Histories]:
     orders = [histories]
     if n < 2 or not len(histories.items):
         return orders
-    latest = histories.times[np.maximum(histories.indptr[1:] - 1, 0)]
-    in_latest = histories.times == np.repeat(latest, histories.lengths)
+    in_latest = latest_run(histories)
     position = np.arange(len(histories.items), dtype=np.uint64)  # the others stay put
     items = histories.items.astype(np.uint64)
     for j in range(1, n):
