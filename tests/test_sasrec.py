@@ -289,7 +289,8 @@ def test_tie_orders_average_the_scores_of_each_order() -> None:
     (linear in the averaged hidden states); a history without ties scores as before, and a
     history scores the same alone as in a batch."""
     data, _ = paired_sessions(60)
-    model = SASRec(max_len=8, tie_orders=1, **FAST).fit(data)
+    # 2 layers: the reordered tails read the log order's prefix in each block
+    model = SASRec(max_len=8, tie_orders=1, **{**FAST, "layers": 2}).fit(data)
     h = data.histories(np.arange(6))
     plain = Histories.from_lists([[1, 2, 3]], data.n_items)  # times are positions: no tie
     single = model.score(h)
@@ -297,6 +298,13 @@ def test_tie_orders_average_the_scores_of_each_order() -> None:
     model.tie_orders = 4
     got = model.score(h)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    items = [[1, 2, 3, 4], [5, 6, 7], [2, 4, 6, 8, 9]]
+    times = [[0, 9, 9, 9], [0, 1, 2], [0, 1, 5, 5, 6]]  # only the first ends with a tie
+    mixed = Histories.from_lists(items, data.n_items, times=times)
+    model.tie_orders = 1
+    want = np.mean([model.score(o) for o in tie_orders(mixed, 4)], axis=0)
+    model.tie_orders = 4
+    np.testing.assert_allclose(model.score(mixed), want, rtol=1e-5, atol=1e-5)
     assert not np.allclose(got, single, atol=1e-4)  # every history here has ties
     alone = np.vstack([model.score(h.select(np.array([i]))) for i in range(len(h))])
     np.testing.assert_allclose(alone, got, rtol=1e-5, atol=1e-5)

@@ -140,7 +140,7 @@ class MultiHeadSelfAttention(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
-        last_only: bool = False,
+        last: int = 0,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the sequence.
 
@@ -156,9 +156,10 @@ class MultiHeadSelfAttention(nn.Module):
         return_weights : bool, default False
             Also return the attention weights. This takes the explicit path (the formula,
             written out); otherwise the fused ``scaled_dot_product_attention`` kernel runs.
-        last_only : bool, default False
-            Only the last position queries (over every key): ``out`` is (B, 1, D), the last
-            row of the full output, at about 1/L of the query-side cost (scoring needs no more).
+        last : int, default 0
+            Only the last ``last`` positions query (over every key): ``out`` is (B, last, D),
+            the last rows of the full output, at about last/L of the query-side cost
+            (scoring needs one; 0: every position).
 
         Returns
         -------
@@ -169,8 +170,8 @@ class MultiHeadSelfAttention(nn.Module):
             queries that see no key are all 0.
         """
         batch, length, _ = _check_input(x, padding, self.dim)
-        if last_only:
-            return self._last_query(x, causal=causal, padding=padding)
+        if last:
+            return self._last_queries(x, last, causal=causal, padding=padding)
         q, k, v = self.project(x)
         alive: Tensor | None = None
         weights = None
@@ -193,19 +194,22 @@ class MultiHeadSelfAttention(nn.Module):
             out = out.masked_fill(~alive, 0.0)
         return (out, weights) if weights is not None else out
 
-    def _last_query(self, x: Tensor, *, causal: bool, padding: Tensor | None) -> Tensor:
-        """The last row of :meth:`forward`'s output, (B, 1, D): one query, every key."""
+    def _last_queries(
+        self, x: Tensor, last: int, *, causal: bool, padding: Tensor | None
+    ) -> Tensor:
+        """The last ``last`` rows of :meth:`forward`'s output, (B, last, D): those queries,
+        every key."""
         batch, length, dim = x.shape
         w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
         b_q, b_kv = (
             self.qkv.bias.split([dim, 2 * dim]) if self.qkv.bias is not None else (None,) * 2
         )
-        q = self._split_heads(F.linear(x[:, -1:], w_q, b_q))
+        q = self._split_heads(F.linear(x[:, -last:], w_q, b_q))
         k, v = (self._split_heads(t) for t in F.linear(x, w_kv, b_kv).split(dim, dim=-1))
         allowed, alive = _attention_mask(
             batch, length, causal=causal, padding=padding, device=x.device
         )
-        allowed, alive = allowed[:, :, -1:], alive[:, -1:]  # the last query's row
+        allowed, alive = allowed[:, :, -last:], alive[:, -last:]  # the last queries' rows
         return self.attend(q, k, v, allowed).masked_fill(~alive, 0.0)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -313,7 +317,7 @@ class TransformerBlock(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
-        last_only: bool = False,
+        last: int = 0,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Transform the sequence.
 
@@ -326,8 +330,9 @@ class TransformerBlock(nn.Module):
             ``True`` at padded positions.
         return_weights : bool, default False
             Also return the attention weights, (B, H, L, L).
-        last_only : bool, default False
-            Compute the last position only: ``out`` is (B, 1, D) (no weights).
+        last : int, default 0
+            Compute the last ``last`` positions only: ``out`` is (B, last, D) (no weights;
+            0: every position).
 
         Returns
         -------
@@ -338,13 +343,13 @@ class TransformerBlock(nn.Module):
             self.attention_input(x),
             causal=causal,
             padding=padding,
-            return_weights=return_weights and not last_only,
-            last_only=last_only,
+            return_weights=return_weights and not last,
+            last=last,
         )
-        a, weights = a if return_weights and not last_only else (a, None)
-        if last_only:
-            x = x[:, -1:]
-            padding = None if padding is None else padding[:, -1:]
+        a, weights = a if return_weights and not last else (a, None)
+        if last:
+            x = x[:, -last:]
+            padding = None if padding is None else padding[:, -last:]
         out = self.residual(x, a)
         if padding is not None:
             out = out.masked_fill(padding[..., None], 0.0)
@@ -448,7 +453,7 @@ class TransformerEncoder(nn.Module):
         weights: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if last_only and i == len(self.blocks) - 1:
-                x = block(x, causal=causal, padding=padding, last_only=True)
+                x = block(x, causal=causal, padding=padding, last=1)
                 padding = None if padding is None else padding[:, -1:]
             elif return_weights:
                 x, w = block(x, causal=causal, padding=padding, return_weights=True)
@@ -459,3 +464,45 @@ class TransformerEncoder(nn.Module):
         if padding is not None:
             x = x.masked_fill(padding[..., None], 0.0)  # the final norm maps 0 to its bias
         return (x, weights) if return_weights else x
+
+    def last_with_variants(
+        self, x: Tensor, padding: Tensor | None, variants: Tensor, rows: Tensor, start: int
+    ) -> tuple[Tensor, Tensor]:
+        """The last position's causal output of ``x`` and of variants of some of its rows
+        that differ from column ``start`` on, without recomputing their shared prefix.
+
+        A causal encoder's states before ``start`` do not depend on what comes after, so a
+        variant only runs its last ``L - start`` columns, reading the prefix's keys from
+        ``x``'s blocks (scoring a history in several orders of its latest events).
+
+        Parameters
+        ----------
+        x : (B, L, D) float tensor
+        padding : (B, L) bool tensor or None
+            ``True`` at padded positions of ``x`` (and of the variants: the same rows).
+        variants : (V, L - start, D) float tensor
+            Columns ``start:`` of each variant; its columns before ``start`` are those of
+            ``x[rows]``.
+        rows : (V,) int64 tensor
+            The row of ``x`` each variant shares its prefix with.
+        start : int
+            The first column where any variant may differ, in [0, L).
+
+        Returns
+        -------
+        out : (B, D) tensor, as ``forward(x, causal=True, padding=padding, last_only=True)``
+        variants_out : (V, D) tensor, the same for the full variant sequences
+        """
+        y = variants
+        pad_y = None if padding is None else padding[rows]
+        for i, block in enumerate(self.blocks):
+            last = 1 if i == len(self.blocks) - 1 else 0
+            full = torch.cat([x[rows, :start], y], dim=1)
+            y = block(full, causal=True, padding=pad_y, last=last or y.shape[1])
+            x = block(x, causal=True, padding=padding, last=last)
+        out = [self.norm(x[:, -1]), self.norm(y[:, -1])]
+        if padding is not None and pad_y is not None:  # the final norm maps 0 to its bias
+            out = [
+                o.masked_fill(p[:, -1:], 0.0) for o, p in zip(out, (padding, pad_y), strict=True)
+            ]
+        return out[0], out[1]

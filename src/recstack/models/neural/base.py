@@ -102,8 +102,10 @@ class SequentialRecommender(Recommender):
         latest event's time (the log's and ``tie_orders - 1`` others,
         :func:`~recstack.models.neural.sequences.tie_orders`) and averages the hidden
         states, so the scores (linear in them) are the mean over the orders. Only the
-        histories whose latest event has ties cost more (45% of ML-100K's users). 1: the
-        log's order only (the default; SASRec's is 2, measured in BENCHMARKS.md).
+        histories whose latest event has ties cost more (45% of ML-100K's users), and a
+        causal Transformer (SASRec) runs only their reordered tail again, reading the
+        rest from the log order's pass. 1: the log's order only (the default; SASRec's is
+        2, measured in BENCHMARKS.md).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed : int
@@ -350,17 +352,29 @@ class SequentialRecommender(Recommender):
         # only the rows an order changes are run again; the others add the log order's state
         rows = [np.flatnonzero((x != base).any(axis=1)) for x in windows[1:]]
         changed = np.concatenate([np.zeros(0, dtype=np.int64), *rows])
-        extra = [x[r] for x, r in zip(windows[1:], rows, strict=True)]
-        inputs = torch.from_numpy(np.concatenate([base, *extra])).to(device)
-        if self.trims_padding:
-            (inputs,) = trim_padding(inputs)
-        states = self._states(inputs)
         if not len(changed):
-            return states
-        logged, reordered = states[: len(base)], states[len(base) :]
+            return self._states(self._to_device(base))
+        variants = np.concatenate([x[r] for x, r in zip(windows[1:], rows, strict=True)])
+        logged, reordered = self._variant_states(base, variants, changed)
         idx = torch.from_numpy(changed).to(device)
         total = (logged * len(windows)).index_add_(0, idx, reordered - logged[idx])
         return total / len(windows)
+
+    def _to_device(self, inputs: np.ndarray) -> torch.Tensor:
+        """Padded network inputs (B, L) as a tensor on the model's device, without the
+        leading all-padding columns when the network allows (``trims_padding``)."""
+        out = torch.from_numpy(inputs).to(next(self._net.parameters()).device)
+        if self.trims_padding:
+            (out,) = trim_padding(out)
+        return out
+
+    def _variant_states(
+        self, base: np.ndarray, variants: np.ndarray, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states (B, D) of padded inputs ``base`` (B, L) and (V, D) of
+        ``variants`` (V, L), other orders of rows ``rows`` (V,) of ``base``."""
+        states = self._states(self._to_device(np.concatenate([base, variants])))
+        return states[: len(base)], states[len(base) :]
 
     @torch.no_grad()
     def _states(self, inputs: torch.Tensor) -> torch.Tensor:

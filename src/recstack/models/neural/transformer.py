@@ -94,6 +94,17 @@ class TransformerSequenceNet(nn.Module):
             last_only=last_only,
         )
 
+    def last_with_variants(
+        self, items: torch.Tensor, variants: torch.Tensor, rows: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Causal nets: the hidden states (B, D) at the last position of padded inputs
+        ``items`` (B, L), and (V, D) of ``variants`` (V, L), each equal to ``items[rows]``
+        before column ``start``, whose shared prefix is not run again
+        (:meth:`TransformerEncoder.last_with_variants`)."""
+        x, padding = self.inputs(items)
+        y, _ = self.inputs(variants[:, start:])  # positions count from the right end
+        return self.encoder.last_with_variants(x, padding, y, rows, start)
+
 
 class TransformerRecommender(SequentialRecommender):
     """A :class:`SequentialRecommender` on a :class:`TransformerSequenceNet`: adds
@@ -118,6 +129,37 @@ class TransformerRecommender(SequentialRecommender):
     def _last_hidden(self, net: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         # the last block queries from the scored position alone (exact; half the cost)
         return net(inputs, last_only=True)[:, -1]
+
+    @torch.no_grad()
+    def _variant_states(
+        self, base: np.ndarray, variants: np.ndarray, rows: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        net: TransformerSequenceNet = self._net  # type: ignore[assignment]
+        if not net.causal:  # a later change moves every state
+            return super()._variant_states(base, variants, rows)
+        # a causal net's states before the first reordered column are the log order's:
+        # the variants run their reordered tail alone, reading the prefix from their rows
+        touched, source = np.unique(rows, return_inverse=True)
+        rest = np.setdiff1d(np.arange(len(base)), touched)
+        inputs = self._to_device(base[touched])
+        width = inputs.shape[1]
+        tails = variants[:, -width:]
+        start = int(np.argmax((tails != base[rows][:, -width:]).any(axis=0)))
+        if net.training:
+            net.eval()
+        device = inputs.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            own, reordered = net.last_with_variants(
+                inputs,
+                torch.from_numpy(tails).to(device),
+                torch.from_numpy(source).to(device),
+                start,
+            )
+        logged = torch.empty((len(base), own.shape[1]), device=device)
+        logged[torch.from_numpy(touched).to(device)] = own.float()
+        if len(rest):
+            logged[torch.from_numpy(rest).to(device)] = self._states(self._to_device(base[rest]))
+        return logged, reordered.float()
 
     def attention(self, histories: Histories) -> list[np.ndarray]:
         """Attention weights of each layer when scoring the histories, a list of
