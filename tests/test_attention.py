@@ -379,22 +379,23 @@ def test_last_only_equals_the_last_row_of_the_full_pass(causal, pad_kind, pre_no
 @pytest.mark.parametrize("layers", [1, 3])
 @pytest.mark.parametrize("pre_norm", [True, False])
 @pytest.mark.parametrize("start", [0, 4, 6])
-def test_variants_run_from_their_first_change_as_the_full_pass(layers, pre_norm, start):
-    """A causal encoder's variants that share a row's prefix give the last state of their
-    full sequences, though their prefix is not run again."""
+def test_resumed_variants_equal_their_full_pass(layers, pre_norm, start):
+    """Variants of a causal pass's rows that keep their older columns give the last state
+    of their full sequences, though only their newer columns run."""
     torch.manual_seed(0)
     encoder = TransformerEncoder(16, 4, layers, 0.0, pre_norm=pre_norm).eval()
     x = torch.randn(4, 7, 16)
-    padding = torch.arange(7) < torch.tensor([[0], [2], [4], [7]])  # the last row: empty
-    rows = torch.tensor([1, 0, 1, 3, 2])
+    pads = [0, 2, 4, 7]  # left padding per row; the last row is empty
+    padding = torch.arange(7) < torch.tensor(pads)[:, None]
+    rows = torch.tensor([r for r in (1, 0, 2, 1) if pads[r] <= start])  # new columns: real
     full = x[rows].clone()
-    full[:, start:] = torch.randn(5, 7 - start, 16)
-    full = full.masked_fill(padding[rows][..., None], 0.0)
+    full[:, start:] = torch.randn(len(rows), 7 - start, 16)
     with torch.no_grad():
-        out, variants = encoder.last_with_variants(x, padding, full[:, start:], rows, start)
-        want = encoder(x, causal=True, padding=padding, last_only=True)[:, -1]
-        want_variants = encoder(full, causal=True, padding=padding[rows], last_only=True)[:, -1]
-    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(variants, want_variants, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(variants[:3], out[rows[:3]], atol=1e-3)  # the tails differ
-    assert torch.all(variants[3] == 0) and torch.all(out[3] == 0)  # an empty row: nothing
+        last, cache = encoder.causal_cache(x, padding)
+        got = encoder.resume(cache, rows, full[:, start:], start, padding)
+        want_last = encoder(x, causal=True, padding=padding, last_only=True)[:, -1]
+        want = encoder(full, causal=True, padding=padding[rows], last_only=True)[:, -1]
+    torch.testing.assert_close(last, want_last, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.all(last[3] == 0)  # an empty row: nothing
+    assert not torch.allclose(got, last[rows], atol=1e-3)  # the newer columns differ

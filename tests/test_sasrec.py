@@ -22,6 +22,7 @@ from recstack.models.neural.sequences import (  # noqa: E402
     GAP_EDGES,
     gap_buckets,
     gap_tokens,
+    items_before_windows,
     last_items,
     shuffle_ties,
     tie_orders,
@@ -65,6 +66,28 @@ def test_training_windows_cover_every_target_once() -> None:
     real = w > 0
     assert not np.any(real[:, :-1] & ~real[:, 1:])
     assert training_windows(Histories.from_lists([[1], []], 5), 4).shape == (0, 5)
+
+
+def test_items_before_windows_are_the_history_before_each_window() -> None:
+    rng = np.random.default_rng(1)
+    seqs = [rng.integers(0, 30, size=n) for n in (1, 2, 7, 12, 23)]
+    h = Histories.from_lists(seqs, 30)
+    windows = training_windows(h, 5)
+    before = items_before_windows(h, 5)
+    assert before.shape == (len(windows), 30)
+    # brute force: find each window in its history (windows run latest first per history)
+    row = 0
+    for s in (s for s in seqs if len(s) >= 2):
+        ends = range(len(s), 1, -5)  # a window ends at the last event, then every 5 earlier
+        for end in ends:
+            first = max(end - 6, 0)
+            got = windows[row][windows[row] > 0] - 1
+            np.testing.assert_array_equal(got, s[first:end])
+            np.testing.assert_array_equal(
+                before[row].toarray()[0], np.isin(np.arange(30), s[:first])
+            )
+            row += 1
+    assert row == len(windows)
 
 
 def test_shuffle_ties_reorders_only_events_of_equal_time() -> None:
@@ -240,14 +263,17 @@ def test_excluded_items_leave_the_softmax_but_the_target_stays() -> None:
     weights = torch.randn(6, 4, dtype=torch.float64)
     targets = torch.tensor([1, 4, 0])
     exclude = torch.tensor([[2, 3, 1], [4, 4, 4], [0, 5, 5]])  # rows 0, 2 list their target
+    excluded = torch.zeros(3, 6, dtype=torch.bool)  # the history before the window
+    excluded[0, 5] = excluded[1, [0, 4]] = excluded[2, 0] = True  # rows 1, 2: their target
     got = catalog_loss(
         hidden, targets, weights, loss="ce", negatives=1, log_q=None, generator=gen,
-        exclude=exclude,
+        exclude=exclude, excluded=excluded,
     )  # fmt: skip
     logits = (hidden @ weights.T).detach().numpy()
     want = 0.0
     for r, t in enumerate(targets.tolist()):
-        keep = [j for j in range(6) if j == t or j not in exclude[r].tolist()]
+        out = set(exclude[r].tolist()) | set(np.flatnonzero(excluded[r].numpy()).tolist())
+        keep = [j for j in range(6) if j == t or j not in out]
         want -= logits[r, t] - np.log(np.exp(logits[r, keep]).sum())
     assert got.item() == pytest.approx(want / 3, rel=1e-12)
     got.backward()  # the left-out logits carry no gradient, and nothing is NaN

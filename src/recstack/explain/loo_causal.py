@@ -52,14 +52,10 @@ def prefix_shared_states(model: Any, histories: Histories, rows: np.ndarray,
     length = int(net.pos_emb.num_embeddings)
     older = torch.from_numpy(last_items(_without_latest(histories), length)).to(device)
     x, padding = net.inputs(older)
-    cached = []  # per block: S's keys and values, (n, H, L, d_k) each
-    for block in net.encoder.blocks:
-        cached.append(block.attention.project(block.attention_input(x))[1:])
-        x = block(x, causal=True, padding=padding)
-    out = torch.empty(len(rows), x.shape[-1], device=device)
+    s_last, cache = net.encoder.causal_cache(x, padding)
+    out = torch.empty(len(rows), s_last.shape[-1], device=device)
     # removing the latest item leaves S itself (zero when S is empty, as the model scores)
     latest = distance == 1
-    s_last = net.encoder.norm(x[:, -1]) * ~padding[:, -1:]
     out[torch.from_numpy(latest)] = s_last[torch.from_numpy(rows[latest])]
     if latest.all():
         return out
@@ -69,17 +65,7 @@ def prefix_shared_states(model: Any, histories: Histories, rows: np.ndarray,
         r = torch.from_numpy(rows[sel]).to(device)
         split = length - int(s)  # S's columns [0, split) are the variant's older items
         y, _ = net.inputs(newest[r, split:])  # the window's last s columns
-        key_ok = torch.cat(
-            [
-                ~padding[r, None, None, :split].expand(-1, 1, int(s), -1),
-                torch.ones(int(s), int(s), dtype=torch.bool, device=device).tril()[None, None]
-                .expand(len(sel), 1, -1, -1),
-            ],
-            dim=-1,
-        )  # fmt: skip
-        for block, (k_s, v_s) in zip(net.encoder.blocks, cached, strict=True):
-            y = _suffix_block(block, y, k_s[r, :, :split], v_s[r, :, :split], key_ok)
-        out[torch.from_numpy(sel).to(device)] = net.encoder.norm(y[:, -1])
+        out[torch.from_numpy(sel).to(device)] = net.encoder.resume(cache, r, y, split, padding)
     return out
 
 
@@ -98,13 +84,3 @@ def _without_latest(histories: Histories) -> Histories:
         histories.n_items,
         histories.users,
     )
-
-
-def _suffix_block(block: Any, y: torch.Tensor, k_old: torch.Tensor, v_old: torch.Tensor,
-                  key_ok: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """One :class:`TransformerBlock` for the newer items ``y`` (B, s, D), whose keys and
-    values are the older items' cached ones followed by their own (causal among them)."""
-    attention = block.attention
-    q, k, v = attention.project(block.attention_input(y))
-    a = attention.attend(q, torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2), key_ok)
-    return block.residual(y, a)

@@ -140,7 +140,7 @@ class MultiHeadSelfAttention(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
-        last: int = 0,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attend over the sequence.
 
@@ -156,10 +156,9 @@ class MultiHeadSelfAttention(nn.Module):
         return_weights : bool, default False
             Also return the attention weights. This takes the explicit path (the formula,
             written out); otherwise the fused ``scaled_dot_product_attention`` kernel runs.
-        last : int, default 0
-            Only the last ``last`` positions query (over every key): ``out`` is (B, last, D),
-            the last rows of the full output, at about last/L of the query-side cost
-            (scoring needs one; 0: every position).
+        last_only : bool, default False
+            Only the last position queries (over every key): ``out`` is (B, 1, D), the last
+            row of the full output, at about 1/L of the query-side cost (scoring needs no more).
 
         Returns
         -------
@@ -170,8 +169,8 @@ class MultiHeadSelfAttention(nn.Module):
             queries that see no key are all 0.
         """
         batch, length, _ = _check_input(x, padding, self.dim)
-        if last:
-            return self._last_queries(x, last, causal=causal, padding=padding)
+        if last_only:
+            return self._last_query(x, causal=causal, padding=padding)
         q, k, v = self.project(x)
         alive: Tensor | None = None
         weights = None
@@ -194,22 +193,19 @@ class MultiHeadSelfAttention(nn.Module):
             out = out.masked_fill(~alive, 0.0)
         return (out, weights) if weights is not None else out
 
-    def _last_queries(
-        self, x: Tensor, last: int, *, causal: bool, padding: Tensor | None
-    ) -> Tensor:
-        """The last ``last`` rows of :meth:`forward`'s output, (B, last, D): those queries,
-        every key."""
+    def _last_query(self, x: Tensor, *, causal: bool, padding: Tensor | None) -> Tensor:
+        """The last row of :meth:`forward`'s output, (B, 1, D): one query, every key."""
         batch, length, dim = x.shape
         w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
         b_q, b_kv = (
             self.qkv.bias.split([dim, 2 * dim]) if self.qkv.bias is not None else (None,) * 2
         )
-        q = self._split_heads(F.linear(x[:, -last:], w_q, b_q))
+        q = self._split_heads(F.linear(x[:, -1:], w_q, b_q))
         k, v = (self._split_heads(t) for t in F.linear(x, w_kv, b_kv).split(dim, dim=-1))
         allowed, alive = _attention_mask(
             batch, length, causal=causal, padding=padding, device=x.device
         )
-        allowed, alive = allowed[:, :, -last:], alive[:, -last:]  # the last queries' rows
+        allowed, alive = allowed[:, :, -1:], alive[:, -1:]  # the last query's row
         return self.attend(q, k, v, allowed).masked_fill(~alive, 0.0)
 
     def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -317,7 +313,7 @@ class TransformerBlock(nn.Module):
         causal: bool,
         padding: Tensor | None = None,
         return_weights: bool = False,
-        last: int = 0,
+        last_only: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Transform the sequence.
 
@@ -330,9 +326,8 @@ class TransformerBlock(nn.Module):
             ``True`` at padded positions.
         return_weights : bool, default False
             Also return the attention weights, (B, H, L, L).
-        last : int, default 0
-            Compute the last ``last`` positions only: ``out`` is (B, last, D) (no weights;
-            0: every position).
+        last_only : bool, default False
+            Compute the last position only: ``out`` is (B, 1, D) (no weights).
 
         Returns
         -------
@@ -343,17 +338,28 @@ class TransformerBlock(nn.Module):
             self.attention_input(x),
             causal=causal,
             padding=padding,
-            return_weights=return_weights and not last,
-            last=last,
+            return_weights=return_weights and not last_only,
+            last_only=last_only,
         )
-        a, weights = a if return_weights and not last else (a, None)
-        if last:
-            x = x[:, -last:]
-            padding = None if padding is None else padding[:, -last:]
+        a, weights = a if return_weights and not last_only else (a, None)
+        if last_only:
+            x = x[:, -1:]
+            padding = None if padding is None else padding[:, -1:]
         out = self.residual(x, a)
         if padding is not None:
             out = out.masked_fill(padding[..., None], 0.0)
         return (out, weights) if weights is not None else out
+
+    def resume(self, y: Tensor, k_old: Tensor, v_old: Tensor, key_ok: Tensor) -> Tensor:
+        """The block's output for the newer columns ``y`` (B, s, D) of sequences whose older
+        columns' keys and values are ``k_old``, ``v_old`` (B, H, L_old, d_k), cached from
+        another pass (:meth:`TransformerEncoder.resume`); ``key_ok`` (B, 1, s, L_old + s)
+        bool: which keys each newer column may attend to."""
+        q, k, v = self.attention.project(self.attention_input(y))
+        a = self.attention.attend(
+            q, torch.cat([k_old, k], dim=2), torch.cat([v_old, v], dim=2), key_ok
+        )
+        return self.residual(y, a)
 
     def attention_input(self, x: Tensor) -> Tensor:
         """What the attention reads from the block's input ``x`` (normalized when pre-LN)."""
@@ -453,7 +459,7 @@ class TransformerEncoder(nn.Module):
         weights: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             if last_only and i == len(self.blocks) - 1:
-                x = block(x, causal=causal, padding=padding, last=1)
+                x = block(x, causal=causal, padding=padding, last_only=True)
                 padding = None if padding is None else padding[:, -1:]
             elif return_weights:
                 x, w = block(x, causal=causal, padding=padding, return_weights=True)
@@ -465,44 +471,51 @@ class TransformerEncoder(nn.Module):
             x = x.masked_fill(padding[..., None], 0.0)  # the final norm maps 0 to its bias
         return (x, weights) if return_weights else x
 
-    def last_with_variants(
-        self, x: Tensor, padding: Tensor | None, variants: Tensor, rows: Tensor, start: int
-    ) -> tuple[Tensor, Tensor]:
-        """The last position's causal output of ``x`` and of variants of some of its rows
-        that differ from column ``start`` on, without recomputing their shared prefix.
-
-        A causal encoder's states before ``start`` do not depend on what comes after, so a
-        variant only runs its last ``L - start`` columns, reading the prefix's keys from
-        ``x``'s blocks (scoring a history in several orders of its latest events).
-
-        Parameters
-        ----------
-        x : (B, L, D) float tensor
-        padding : (B, L) bool tensor or None
-            ``True`` at padded positions of ``x`` (and of the variants: the same rows).
-        variants : (V, L - start, D) float tensor
-            Columns ``start:`` of each variant; its columns before ``start`` are those of
-            ``x[rows]``.
-        rows : (V,) int64 tensor
-            The row of ``x`` each variant shares its prefix with.
-        start : int
-            The first column where any variant may differ, in [0, L).
+    def causal_cache(
+        self, x: Tensor, padding: Tensor | None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """A causal pass over ``x`` (B, L, D) that keeps each block's keys and values, from
+        which :meth:`resume` runs variants of its rows that share their older columns.
 
         Returns
         -------
-        out : (B, D) tensor, as ``forward(x, causal=True, padding=padding, last_only=True)``
-        variants_out : (V, D) tensor, the same for the full variant sequences
+        last : (B, D) tensor
+            The last position's output, as ``forward(x, causal=True, padding=padding,
+            last_only=True)[:, -1]``.
+        cache : list of (keys, values), each (B, H, L, d_k), one per block
         """
-        y = variants
-        pad_y = None if padding is None else padding[rows]
-        for i, block in enumerate(self.blocks):
-            last = 1 if i == len(self.blocks) - 1 else 0
-            full = torch.cat([x[rows, :start], y], dim=1)
-            y = block(full, causal=True, padding=pad_y, last=last or y.shape[1])
-            x = block(x, causal=True, padding=padding, last=last)
-        out = [self.norm(x[:, -1]), self.norm(y[:, -1])]
-        if padding is not None and pad_y is not None:  # the final norm maps 0 to its bias
-            out = [
-                o.masked_fill(p[:, -1:], 0.0) for o, p in zip(out, (padding, pad_y), strict=True)
-            ]
-        return out[0], out[1]
+        cache = []
+        block: TransformerBlock
+        for i, block in enumerate(self.blocks):  # type: ignore[assignment]
+            _, k, v = block.attention.project(block.attention_input(x))
+            cache.append((k, v))
+            x = block(x, causal=True, padding=padding, last_only=i == len(self.blocks) - 1)
+        last = self.norm(x[:, -1])
+        if padding is not None:  # the final norm maps 0 to its bias
+            last = last.masked_fill(padding[:, -1:], 0.0)
+        return last, cache
+
+    def resume(
+        self,
+        cache: list[tuple[Tensor, Tensor]],
+        rows: Tensor,
+        y: Tensor,
+        start: int,
+        padding: Tensor | None,
+    ) -> Tensor:
+        """The last position's causal output (V, D) of variants of rows ``rows`` (V,) of
+        :meth:`causal_cache`'s input: their columns before ``start`` are the row's, the
+        rest are ``y`` (V, L' - start, D), real items (no padding). With a causal mask the
+        older columns' states do not depend on the newer ones, so only ``y`` runs, reading
+        the older keys and values from ``cache`` (``padding``: the cached input's, (B, L)).
+        """
+        s = y.shape[1]
+        older = torch.ones(len(rows), 1, s, start, dtype=torch.bool, device=y.device)
+        if padding is not None:
+            older = older & ~padding[rows, None, None, :start]
+        newer = torch.ones(s, s, dtype=torch.bool, device=y.device).tril()
+        key_ok = torch.cat([older, newer[None, None].expand(len(rows), 1, -1, -1)], dim=-1)
+        block: TransformerBlock
+        for block, (k, v) in zip(self.blocks, cache, strict=True):  # type: ignore[assignment]
+            y = block.resume(y, k[rows, :, :start], v[rows, :, :start], key_ok)
+        return self.norm(y[:, -1])

@@ -24,6 +24,7 @@ from recstack.errors import ConfigError, DataError
 from recstack.models.base import Recommender, batch_rows
 from recstack.models.neural.sequences import (
     gap_tokens,
+    items_before_windows,
     last_items,
     shuffle_ties,
     tie_orders,
@@ -85,9 +86,10 @@ class SequentialRecommender(Recommender):
     negatives : int
         Negatives per batch for ``loss="sampled"``.
     exclude_seen : bool
-        (SASRec, GRU4Rec, Caser; ``loss="ce"``) Leave each position's earlier items (its
-        window's) out of its training softmax, as ``recommend`` leaves a history's items
-        out by default; the position's own target stays in when it is a repeat. False to
+        (SASRec, GRU4Rec, Caser; ``loss="ce"``) Leave the items each position has seen
+        (its history's earlier items, within the window the network reads and before it)
+        out of its training softmax, as ``recommend`` leaves a history's items out by
+        default; the position's own target stays in when it is a repeat. False to
         recommend items again (``recommend(..., exclude_seen=False)``, repeat consumption),
         which a model trained with True never learned to rank.
     shuffle_ties : bool
@@ -105,7 +107,7 @@ class SequentialRecommender(Recommender):
         histories whose latest event has ties cost more (45% of ML-100K's users), and a
         causal Transformer (SASRec) runs only their reordered tail again, reading the
         rest from the log order's pass. 1: the log's order only (the default; SASRec's is
-        2, measured in BENCHMARKS.md).
+        4, measured in BENCHMARKS.md).
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     seed : int
@@ -292,6 +294,11 @@ class SequentialRecommender(Recommender):
             log_q=log_q,
             catalog=None if catalog is None else torch.from_numpy(catalog).to(device),
             validate=validate,
+            before=(
+                items_before_windows(histories, self.max_len)
+                if self.exclude_seen and self.loss == "ce"
+                else None
+            ),
             epoch_windows=(
                 (
                     lambda rng: training_windows(

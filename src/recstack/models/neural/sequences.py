@@ -8,6 +8,7 @@ last column, where scoring reads the network's output.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from recstack.data import Histories
 
@@ -71,6 +72,35 @@ def gap_tokens(histories: Histories) -> Histories:
     )
 
 
+def _window_spans(histories: Histories, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The history (n_windows,) of each of :func:`training_windows`'s windows and the span
+    ``[start, end)`` of its events in ``histories.items``."""
+    lengths = histories.lengths
+    # targets per history: all events but the first; one window per `length` targets
+    n_win = np.where(lengths >= 2, -(-(lengths - 1) // length), 0)
+    total = int(n_win.sum())
+    owner = np.repeat(np.arange(len(histories)), n_win)
+    k = np.arange(total) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = latest window
+    end = histories.indptr[owner + 1] - k * length  # exclusive end of each window's events
+    start = np.maximum(end - (length + 1), histories.indptr[owner])
+    return owner, start, end
+
+
+def items_before_windows(histories: Histories, length: int) -> sp.csr_matrix:
+    """(n_windows, n_items) bool: for each of :func:`training_windows`'s windows, the items
+    its history had before the window's first event (``exclude_seen`` leaves them out of
+    the window's training softmax, as scoring leaves out a whole history)."""
+    owner, start, _ = _window_spans(histories, length)
+    first = histories.indptr[owner]
+    counts = start - first
+    rows = np.repeat(np.arange(len(owner)), counts)
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = histories.items[np.repeat(first, counts) + within]
+    return sp.csr_matrix(
+        (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(owner), histories.n_items)
+    )
+
+
 def training_windows(histories: Histories, length: int) -> np.ndarray:
     """Every history cut into windows of ``length + 1`` events (shifted by one, left-padded),
     so that inputs ``w[:, :-1]`` predict targets ``w[:, 1:]`` at every position and every
@@ -83,16 +113,9 @@ def training_windows(histories: Histories, length: int) -> np.ndarray:
     -------
     (n_windows, length + 1) int64
     """
-    lengths = histories.lengths
-    # targets per history: all events but the first; one window per `length` targets
-    n_win = np.where(lengths >= 2, -(-(lengths - 1) // length), 0)
-    total = int(n_win.sum())
-    if total == 0:
+    owner, start, end = _window_spans(histories, length)
+    if len(owner) == 0:
         return np.zeros((0, length + 1), dtype=np.int64)
-    owner = np.repeat(np.arange(len(histories)), n_win)
-    k = np.arange(total) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = latest window
-    end = histories.indptr[owner + 1] - k * length  # exclusive end of each window's events
-    start = np.maximum(end - (length + 1), histories.indptr[owner])
     offsets = np.arange(-(length + 1), 0)
     pos = end[:, None] + offsets[None, :]
     valid = pos >= start[:, None]

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -52,7 +53,8 @@ class TrainConfig:
     #: similar length and drop the padding every row shares
     trim_padding: bool = False
     #: next-item models: a position's softmax leaves out the items it has already seen (the
-    #: window's earlier inputs), as scoring excludes a history's items (full softmax only)
+    #: window's earlier inputs and, given ``before``, its history's items before the window),
+    #: as scoring excludes a history's items (full softmax only)
     exclude_seen: bool = False
     #: inputs are tokens ``item + token_base * bucket`` that also carry each event's time
     #: gap (``time_gaps``; 0: inputs are items)
@@ -79,6 +81,7 @@ def catalog_loss(
     generator: torch.Generator,
     catalog: torch.Tensor | None = None,
     exclude: torch.Tensor | None = None,
+    excluded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean cross-entropy of predicting ``targets`` from ``hidden``.
 
@@ -101,14 +104,21 @@ def catalog_loss(
     exclude : (N, S) int64, optional
         ``"ce"`` only: per row, items left out of its softmax (:func:`earlier_items`); the
         row's own target stays in even when listed.
+    excluded : (N, n_items) bool, optional
+        ``"ce"`` only: more items left out of each row's softmax (True), its own target
+        again excepted.
     """
     if loss == "ce":
         logits = hidden @ item_weights.T
         if catalog is not None:
             logits = logits.masked_fill(~catalog, float("-inf"))
-        if exclude is not None:
+        if exclude is not None or excluded is not None:
             own = logits.gather(1, targets[:, None])
-            logits = logits.scatter(1, exclude, float("-inf")).scatter(1, targets[:, None], own)
+            if exclude is not None:
+                logits = logits.scatter(1, exclude, float("-inf"))
+            if excluded is not None:
+                logits = logits.masked_fill(excluded, float("-inf"))
+            logits = logits.scatter(1, targets[:, None], own)
         return F.cross_entropy(logits, targets)
     assert log_q is not None
     neg = torch.multinomial(log_q.exp(), negatives, replacement=True, generator=generator)
@@ -198,6 +208,7 @@ def train(
     log_q: torch.Tensor | None = None,
     catalog: torch.Tensor | None = None,
     validate: Callable[[], float] | None = None,
+    before: sp.csr_matrix | None = None,
     epoch_windows: Callable[[np.random.Generator], np.ndarray] | None = None,
 ) -> TrainResult:
     """Train ``net`` in place and restore the weights of its best validation epoch.
@@ -219,10 +230,16 @@ def train(
         The items the loss ranges over (see :func:`catalog_loss`); None: all.
     validate : callable, optional
         Validation NDCG@10 of the current weights; enables early stopping.
+    before : (n_windows, n_items) bool sparse, optional
+        With ``exclude_seen``: the items each window's history had before the window
+        (:func:`~recstack.models.neural.sequences.items_before_windows`), left out of its
+        positions' softmax as well as the window's earlier items.
     epoch_windows : callable, optional
         ``epoch_windows(rng)`` gives each epoch's windows instead of ``windows``: the same
         rows (same lengths), their events in another order (``shuffle_ties``). ``rng`` is
-        the same in every process, so the processes shard one set of windows.
+        the same in every process, so the processes shard one set of windows. ``before``
+        stays the log order's (a run of ties across a window's start may swap a few items
+        between the window and what came before it).
     """
     rank, world = _distributed()
     n_windows = len(windows)
@@ -230,6 +247,7 @@ def train(
     if world > 1:
         module = nn.parallel.DistributedDataParallel(net)
         windows = windows[rank::world]  # each process its share of the windows
+        before = None if before is None else before[rank::world]
     decay = [p for n, p in net.named_parameters() if p.ndim >= 2 and "emb" not in n]
     no_decay = [p for n, p in net.named_parameters() if not (p.ndim >= 2 and "emb" not in n)]
     optimizer = torch.optim.AdamW(
@@ -296,10 +314,13 @@ def train(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 hidden = hidden_fn(module, inputs)
                 at = targets > 0
-                exclude = None
+                exclude = excluded = None
                 if config.exclude_seen and config.loss == "ce":
                     items = inputs % config.token_base if config.token_base else inputs
                     exclude = earlier_items(items, targets)[at]
+                    if before is not None:
+                        seen = torch.from_numpy(before[idx.numpy()].toarray()).to(device)
+                        excluded = seen[at.nonzero()[:, 0]]
                 value = catalog_loss(
                     hidden[at].float(),
                     targets[at] - 1,
@@ -310,6 +331,7 @@ def train(
                     generator=gen,
                     catalog=catalog,
                     exclude=exclude,
+                    excluded=excluded,
                 )
             if not torch.isfinite(value):
                 raise ModelFitError(

@@ -94,17 +94,6 @@ class TransformerSequenceNet(nn.Module):
             last_only=last_only,
         )
 
-    def last_with_variants(
-        self, items: torch.Tensor, variants: torch.Tensor, rows: torch.Tensor, start: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Causal nets: the hidden states (B, D) at the last position of padded inputs
-        ``items`` (B, L), and (V, D) of ``variants`` (V, L), each equal to ``items[rows]``
-        before column ``start``, whose shared prefix is not run again
-        (:meth:`TransformerEncoder.last_with_variants`)."""
-        x, padding = self.inputs(items)
-        y, _ = self.inputs(variants[:, start:])  # positions count from the right end
-        return self.encoder.last_with_variants(x, padding, y, rows, start)
-
 
 class TransformerRecommender(SequentialRecommender):
     """A :class:`SequentialRecommender` on a :class:`TransformerSequenceNet`: adds
@@ -137,29 +126,32 @@ class TransformerRecommender(SequentialRecommender):
         net: TransformerSequenceNet = self._net  # type: ignore[assignment]
         if not net.causal:  # a later change moves every state
             return super()._variant_states(base, variants, rows)
-        # a causal net's states before the first reordered column are the log order's:
-        # the variants run their reordered tail alone, reading the prefix from their rows
-        touched, source = np.unique(rows, return_inverse=True)
-        rest = np.setdiff1d(np.arange(len(base)), touched)
-        inputs = self._to_device(base[touched])
-        width = inputs.shape[1]
-        tails = variants[:, -width:]
-        start = int(np.argmax((tails != base[rows][:, -width:]).any(axis=0)))
+        # a causal net's states before a variant's first reordered column are the log
+        # order's: each variant runs its reordered tail alone, reading the older columns'
+        # keys and values from its row's pass (TransformerEncoder.resume)
         if net.training:
             net.eval()
-        device = inputs.device
+        touched, source = np.unique(rows, return_inverse=True)
+        inputs = self._to_device(base[touched])
+        device, width = inputs.device, inputs.shape[1]
+        tails = variants[:, -width:]
+        first = np.argmax(tails != base[rows][:, -width:], axis=1)
+        logged = torch.empty((len(base), net.item_emb.embedding_dim), device=device)
+        reordered = torch.empty((len(variants), logged.shape[1]), device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            own, reordered = net.last_with_variants(
-                inputs,
-                torch.from_numpy(tails).to(device),
-                torch.from_numpy(source).to(device),
-                start,
-            )
-        logged = torch.empty((len(base), own.shape[1]), device=device)
-        logged[torch.from_numpy(touched).to(device)] = own.float()
+            x, padding = net.inputs(inputs)
+            own, cache = net.encoder.causal_cache(x, padding)
+            logged[torch.from_numpy(touched).to(device)] = own.float()
+            for start in np.unique(first):  # the variants whose tails start there
+                sel = np.flatnonzero(first == start)
+                y, _ = net.inputs(torch.from_numpy(tails[sel, start:]).to(device))
+                src = torch.from_numpy(source[sel]).to(device)
+                state = net.encoder.resume(cache, src, y, int(start), padding)
+                reordered[torch.from_numpy(sel).to(device)] = state.float()
+        rest = np.setdiff1d(np.arange(len(base)), touched)
         if len(rest):
             logged[torch.from_numpy(rest).to(device)] = self._states(self._to_device(base[rest]))
-        return logged, reordered.float()
+        return logged, reordered
 
     def attention(self, histories: Histories) -> list[np.ndarray]:
         """Attention weights of each layer when scoring the histories, a list of
