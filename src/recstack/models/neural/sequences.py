@@ -36,11 +36,17 @@ def last_items(histories: Histories, length: int) -> np.ndarray:
     if take.sum() == 0:
         return out
     rows = np.repeat(np.arange(n), take)
-    # offset of each taken event inside its row's window of `take` events
-    within = np.arange(int(take.sum())) - np.repeat(np.cumsum(take) - take, take)
+    within = _offsets_within(take)  # each taken event's place among its row's `take`
     src = np.repeat(histories.indptr[1:] - take, take) + within
     out[rows, length - np.repeat(take, take) + within] = histories.items[src].astype(np.int64) + 1
     return out
+
+
+def _offsets_within(counts: np.ndarray) -> np.ndarray:
+    """(counts.sum(),) int64: 0, 1, ..., counts[0] - 1, then 0, ..., counts[1] - 1, ...:
+    each element's offset inside its group, for groups of ``counts`` elements laid end to
+    end."""
+    return np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def gap_buckets(histories: Histories) -> np.ndarray:
@@ -94,8 +100,7 @@ def items_before_windows(histories: Histories, length: int) -> sp.csr_matrix:
     first = histories.indptr[owner]
     counts = start - first
     rows = np.repeat(np.arange(len(owner)), counts)
-    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
-    cols = histories.items[np.repeat(first, counts) + within]
+    cols = histories.items[np.repeat(first, counts) + _offsets_within(counts)]
     return sp.csr_matrix(
         (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(owner), histories.n_items)
     )
